@@ -1,0 +1,75 @@
+// oneDNN plumbing: one CPU engine, a stream per thread, memory descriptors for our
+// row-major tensors, and a per-thread cache so each primitive is created once per shape.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include <oneapi/dnnl/dnnl.hpp>
+
+#include "autograd/tensor.h"
+
+namespace tessera::cpu {
+
+dnnl::engine& dnnl_engine();
+dnnl::stream& dnnl_stream();
+
+dnnl::memory::data_type dnnl_dtype(DType t);
+// Row-major descriptor for `shape` (a rank-0 tensor becomes (1)).
+dnnl::memory::desc plain_md(const Shape& shape, DType t);
+dnnl::memory::desc strided_md(const dnnl::memory::dims& dims, const dnnl::memory::dims& strides,
+                              DType t);
+dnnl::memory wrap(const dnnl::memory::desc& md, const void* ptr);
+
+// Runs a primitive on this thread's stream and waits.
+void execute(const dnnl::primitive& p, const std::unordered_map<int, dnnl::memory>& args);
+
+// Cache key: a primitive kind tag plus the integers that fully determine it.
+struct PrimitiveKey {
+  std::vector<std::int64_t> values;
+  PrimitiveKey(std::initializer_list<std::int64_t> init) : values(init) {}
+  PrimitiveKey& add(std::int64_t v) { values.push_back(v); return *this; }
+  PrimitiveKey& add(const std::vector<std::int64_t>& vs) {
+    values.push_back(static_cast<std::int64_t>(vs.size()));
+    values.insert(values.end(), vs.begin(), vs.end());
+    return *this;
+  }
+  friend bool operator==(const PrimitiveKey&, const PrimitiveKey&) = default;
+};
+
+struct PrimitiveKeyHash {
+  std::size_t operator()(const PrimitiveKey& k) const noexcept {
+    std::size_t h = 0xcbf29ce484222325ull;
+    for (std::int64_t v : k.values) h = (h ^ static_cast<std::size_t>(v)) * 0x100000001b3ull;
+    return h;
+  }
+};
+
+// Returns this thread's cached Entry for `key`, creating it with make() on first use.
+// Entry usually holds a primitive_desc and its primitive.
+template <class Entry, class Make>
+const Entry& cached_primitive(const PrimitiveKey& key, Make&& make) {
+  thread_local std::unordered_map<PrimitiveKey, Entry, PrimitiveKeyHash> cache;
+  auto it = cache.find(key);
+  if (it == cache.end()) it = cache.emplace(key, make()).first;
+  return it->second;
+}
+
+// Converts oneDNN's exceptions into tessera::Error naming the op.
+template <class Fn>
+decltype(auto) dnnl_call(const char* op, Fn&& fn) {
+  try {
+    return fn();
+  } catch (const dnnl::error& e) {
+    throw Error(fmt::format("{}: oneDNN failed: {} (status {})", op, e.what(),
+                            static_cast<int>(e.status)));
+  }
+}
+
+inline dnnl::memory::dims to_dims(const Shape& s) { return dnnl::memory::dims(s.begin(), s.end()); }
+
+}  // namespace tessera::cpu

@@ -1,0 +1,55 @@
+#include "support/test_support.h"
+
+#include <atomic>
+#include <cmath>
+#include <unistd.h>
+
+namespace tessera::test {
+
+Tensor input(const Shape& shape, std::uint64_t seed, double low, double high, bool requires_grad) {
+  Generator gen(seed);
+  Tensor t = uniform(shape, low, high, {.dtype = DType::f64}, gen);
+  if (requires_grad) t.set_requires_grad(true);
+  return t;
+}
+
+Tensor as_f32(const Tensor& t) { return t.detach().to(DType::f32); }
+
+void check_gradients(const GradcheckFn& f, const std::vector<Tensor>& inputs,
+                     const GradcheckOptions& opts) {
+  const GradcheckResult r = gradcheck(f, inputs, opts);
+  BOOST_TEST(r.ok, r.message);
+  BOOST_TEST(!r.inputs.empty(), "gradcheck compared no input: none requires a gradient");
+}
+
+void check_close(const Tensor& a, const Tensor& b, double rtol, double atol) {
+  BOOST_TEST_REQUIRE((a.shape() == b.shape()),
+                     "shapes differ: " << shape_str(a.shape()) << " vs " << shape_str(b.shape()));
+  const std::vector<double> x = a.detach().to(DType::f64).to_vector<double>();
+  const std::vector<double> y = b.detach().to(DType::f64).to_vector<double>();
+  std::size_t bad = 0, worst = 0;
+  double worst_excess = -1;
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    const double excess = std::abs(x[i] - y[i]) - (atol + rtol * std::abs(y[i]));
+    if (excess > 0 || std::isnan(x[i]) != std::isnan(y[i])) ++bad;
+    if (excess > worst_excess) { worst_excess = excess; worst = i; }
+  }
+  BOOST_TEST(bad == 0u, bad << " of " << x.size() << " elements differ; worst at " << worst << ": "
+                               << (x.empty() ? 0 : x[worst]) << " vs reference "
+                               << (y.empty() ? 0 : y[worst]));
+}
+
+TempDir::TempDir(const std::string& tag) {
+  static std::atomic<int> counter{0};
+  path_ = std::filesystem::path(TESSERA_BINARY_DIR) / "test_tmp" /
+          (tag + "_" + std::to_string(::getpid()) + "_" + std::to_string(counter++));
+  std::filesystem::remove_all(path_);
+  std::filesystem::create_directories(path_);
+}
+
+TempDir::~TempDir() {
+  std::error_code ec;
+  std::filesystem::remove_all(path_, ec);
+}
+
+}  // namespace tessera::test

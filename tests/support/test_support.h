@@ -1,0 +1,40 @@
+// Helpers shared by the test binaries: gradient-check assertions, seeded inputs, temp dirs.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include <boost/test/unit_test.hpp>
+
+#include "autograd/gradcheck.h"
+#include "ops/ops.h"
+
+namespace tessera::test {
+
+// f64 CPU input in [low, high) with requires_grad set, from a fixed seed.
+Tensor input(const Shape& shape, std::uint64_t seed, double low = -1.0, double high = 1.0,
+             bool requires_grad = true);
+// Same values in f32 (no grad): for parity tests against the f64 reference.
+Tensor as_f32(const Tensor& t);
+
+// Asserts that gradcheck passes, with its report as the failure message.
+void check_gradients(const GradcheckFn& f, const std::vector<Tensor>& inputs,
+                     const GradcheckOptions& opts = {});
+
+// Asserts |a - b| <= atol + rtol * |b| elementwise (b is the reference), naming the worst.
+void check_close(const Tensor& a, const Tensor& b, double rtol, double atol);
+
+// A fresh empty directory under the build tree, removed when the object dies.
+class TempDir {
+ public:
+  explicit TempDir(const std::string& tag);
+  ~TempDir();
+  const std::filesystem::path& path() const { return path_; }
+  std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+ private:
+  std::filesystem::path path_;
+};
+
+}  // namespace tessera::test
