@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <ostream>
 #include <string_view>
 
 #include <fmt/format.h>
@@ -54,6 +55,11 @@ struct Device {
   constexpr bool is_cuda() const { return type == DeviceType::cuda; }
   friend constexpr bool operator==(Device, Device) = default;
 };
+
+inline std::ostream& operator<<(std::ostream& os, DType t) { return os << dtype_name(t); }
+inline std::ostream& operator<<(std::ostream& os, Device d) {
+  return d.is_cpu() ? os << "cpu" : os << "cuda:" << d.index;
+}
 
 template <class T> struct TypeTag { using type = T; };
 

@@ -170,6 +170,8 @@ Tensor randint(const Shape& shape, std::int64_t high, Generator& gen = default_g
 bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);
 double max_abs_diff(const Tensor& a, const Tensor& b);
 
+inline std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_string(); }
+
 }  // namespace tessera
 
 template <> struct fmt::formatter<tessera::Tensor> : fmt::formatter<std::string_view> {

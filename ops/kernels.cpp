@@ -111,5 +111,23 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Te
                 ignore_index, dlogits);
 }
 
+void adam_update(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                 const std::vector<Tensor>& m, const std::vector<Tensor>& v, const AdamUpdate& u) {
+  if (params.empty()) return;
+  TESSERA_ROUTE(params.front().device(), adam_update, params, grads, m, v, u);
+}
+void sgd_update(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                const std::vector<Tensor>& momentum, const SgdUpdate& u) {
+  if (params.empty()) return;
+  TESSERA_ROUTE(params.front().device(), sgd_update, params, grads, momentum, u);
+}
+double squared_norm(const Tensor& x) { TESSERA_ROUTE(x.device(), squared_norm, x); }
+
 }  // namespace kernels
+
+#ifndef TESSERA_WITH_CUDA
+bool cuda_built() { return false; }
+bool cuda_available() { return false; }
+#endif
+
 }  // namespace tessera

@@ -15,6 +15,19 @@ namespace tessera {
 
 struct Conv2dOptions;
 
+// One optimizer update, applied in place to every tensor of a parameter group.
+struct AdamUpdate {
+  double lr, beta1, beta2, eps, weight_decay;
+  bool decoupled;           // AdamW: p -= lr * wd * p; Adam: g += wd * p
+  double bias_correction1;  // 1 - beta1^t
+  double bias_correction2;  // 1 - beta2^t
+};
+struct SgdUpdate {
+  double lr, momentum, dampening, weight_decay;
+  bool nesterov;
+  bool first_step;  // the momentum buffer starts as the gradient
+};
+
 enum class BinaryOp { add, sub, mul, div };
 
 enum class UnaryOp {
@@ -83,7 +96,15 @@ enum class UnaryOp {
                              std::int64_t ignore_index, Tensor& loss);                        \
   /* dloss (N) -> dlogits (N, C) */                                                           \
   void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Tensor& dloss, \
-                              double smoothing, std::int64_t ignore_index, Tensor& dlogits);
+                              double smoothing, std::int64_t ignore_index, Tensor& dlogits); \
+  /* fused optimizer steps over a whole parameter group (one pass, all tensors) */            \
+  void adam_update(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,       \
+                   const std::vector<Tensor>& m, const std::vector<Tensor>& v,               \
+                   const AdamUpdate& u);                                                     \
+  void sgd_update(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,        \
+                  const std::vector<Tensor>& momentum, const SgdUpdate& u);                  \
+  /* sum of x^2 in double (gradient-norm clipping) */                                         \
+  double squared_norm(const Tensor& x);
 
 namespace kernels { TESSERA_KERNEL_API }  // routes by device
 namespace cpu { TESSERA_KERNEL_API }
