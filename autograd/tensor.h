@@ -149,12 +149,13 @@ Tensor arange(double start, double end, double step = 1.0, TensorOptions opts = 
 Tensor arange(std::int64_t n, TensorOptions opts = {});
 Tensor scalar_tensor(double value, TensorOptions opts = {});
 
+// The dtype defaults to the element type's (float -> f32, double -> f64, int64 -> i64).
 template <class T>
-Tensor from_vector(const std::vector<T>& values, const Shape& shape, TensorOptions opts = {});
+Tensor from_vector(const std::vector<T>& values, const Shape& shape,
+                   TensorOptions opts = {.dtype = dtype_of<T>()});
 template <class T>
 Tensor from_vector(const std::vector<T>& values) {
-  return from_vector(values, {static_cast<std::int64_t>(values.size())},
-                     {.dtype = dtype_of<T>()});
+  return from_vector(values, {static_cast<std::int64_t>(values.size())});
 }
 
 Tensor randn(const Shape& shape, TensorOptions opts = {}, Generator& gen = default_generator());

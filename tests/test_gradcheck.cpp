@@ -1,0 +1,312 @@
+// Gradient checks (f64, central differences; DESIGN.md tolerances) of every op, over
+// several shapes including broadcasting, size-1 and size-0 axes.
+#include "support/test_support.h"
+
+using namespace tessera;
+using test::check_gradients;
+using test::input;
+
+namespace {
+
+// Values in [lo, hi] with a random sign: keeps inputs away from kinks at 0.
+Tensor away_from_zero(const Shape& shape, std::uint64_t seed, double lo = 0.2, double hi = 1.0) {
+  Generator g(seed);
+  const Tensor mag = uniform(shape, lo, hi, {.dtype = f64}, g);
+  const Tensor sign = uniform(shape, -1.0, 1.0, {.dtype = f64}, g);
+  std::vector<double> m = mag.to_vector<double>(), s = sign.to_vector<double>();
+  for (std::size_t i = 0; i < m.size(); ++i) m[i] = s[i] < 0 ? -m[i] : m[i];
+  Tensor t = from_vector(m, shape, {.dtype = f64});
+  t.set_requires_grad(true);
+  return t;
+}
+
+using Unary = Tensor (*)(const Tensor&);
+
+void check_unary(const std::function<Tensor(const Tensor&)>& f, const std::function<Tensor(const Shape&, std::uint64_t)>& make) {
+  for (const Shape& s : {Shape{}, Shape{1}, Shape{7}, Shape{3, 4}, Shape{2, 0, 3}, Shape{2, 3, 5}}) {
+    BOOST_TEST_CONTEXT("shape " << shape_str(s)) {
+      if (shape_numel(s) == 0) {  // nothing to differentiate: the op must still run and record
+        Tensor x = make(s, 1);
+        Tensor y = f(x);
+        BOOST_TEST(y.numel() == 0);
+        continue;
+      }
+      check_gradients([&](const std::vector<Tensor>& in) { return f(in[0]); }, {make(s, 11 + s.size())});
+    }
+  }
+}
+
+auto signed_input = [](const Shape& s, std::uint64_t seed) { return away_from_zero(s, seed); };
+auto positive_input = [](const Shape& s, std::uint64_t seed) { return input(s, seed, 0.5, 2.0); };
+auto any_input = [](const Shape& s, std::uint64_t seed) { return input(s, seed, -2.0, 2.0); };
+
+const std::vector<std::pair<Shape, Shape>> kBroadcastPairs = {
+    {{5}, {5}}, {{3, 4}, {3, 4}}, {{3, 4}, {4}}, {{4}, {3, 4}}, {{3, 1}, {1, 4}},
+    {{2, 3, 4}, {3, 1}}, {{1}, {2, 3}}, {{}, {2, 2}}, {{2, 0, 3}, {3}}};
+
+void check_binary(const std::function<Tensor(const Tensor&, const Tensor&)>& f, bool b_positive) {
+  std::uint64_t seed = 100;
+  for (const auto& [sa, sb] : kBroadcastPairs) {
+    BOOST_TEST_CONTEXT("shapes " << shape_str(sa) << " and " << shape_str(sb)) {
+      Tensor a = input(sa, seed++, -2.0, 2.0);
+      Tensor b = b_positive ? input(sb, seed++, 0.5, 2.0) : input(sb, seed++, -2.0, 2.0);
+      if (a.numel() == 0 || b.numel() == 0) {
+        BOOST_TEST(f(a, b).numel() == 0);
+        continue;
+      }
+      check_gradients([&](const std::vector<Tensor>& in) { return f(in[0], in[1]); }, {a, b});
+    }
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(gradcheck)
+
+BOOST_AUTO_TEST_CASE(checker_catches_a_wrong_gradient) {
+  // A custom op whose backward is off by 1%: gradcheck must fail and name the input.
+  auto wrong_square = [](const std::vector<Tensor>& in) {
+    const Tensor& x = in[0];
+    Tensor y = (x * x).detach();
+    record("wrong_square", {x}, y, [xv = x.detach()](const Tensor& dy) {
+      return std::vector<Tensor>{dy * xv * 2.02};
+    });
+    return y;
+  };
+  const GradcheckResult r = tessera::gradcheck(wrong_square, {input({4}, 3)});
+  BOOST_TEST(!r.ok);
+  BOOST_TEST(r.message.find("input 0") != std::string::npos);
+  // A missing gradient (backward returns nothing for the input) is caught too.
+  auto no_grad = [](const std::vector<Tensor>& in) {
+    Tensor y = (in[0] * 3.0).detach();
+    record("no_grad", {in[0]}, y, [](const Tensor&) { return std::vector<Tensor>{Tensor()}; });
+    return y;
+  };
+  BOOST_TEST(!tessera::gradcheck(no_grad, {input({3}, 4)}).ok);
+  // And the correct version passes.
+  auto right_square = [](const std::vector<Tensor>& in) { return in[0] * in[0]; };
+  BOOST_TEST(tessera::gradcheck(right_square, {input({4}, 3)}).ok);
+}
+
+BOOST_AUTO_TEST_CASE(add) { check_binary([](const Tensor& a, const Tensor& b) { return a + b; }, false); }
+BOOST_AUTO_TEST_CASE(sub) { check_binary([](const Tensor& a, const Tensor& b) { return a - b; }, false); }
+BOOST_AUTO_TEST_CASE(mul) { check_binary([](const Tensor& a, const Tensor& b) { return a * b; }, false); }
+BOOST_AUTO_TEST_CASE(div) { check_binary([](const Tensor& a, const Tensor& b) { return a / b; }, true); }
+
+BOOST_AUTO_TEST_CASE(relu) { check_unary([](const Tensor& x) { return tessera::relu(x); }, signed_input); }
+BOOST_AUTO_TEST_CASE(gelu_erf) { check_unary([](const Tensor& x) { return gelu(x, GeluApprox::erf); }, any_input); }
+BOOST_AUTO_TEST_CASE(gelu_tanh) { check_unary([](const Tensor& x) { return gelu(x, GeluApprox::tanh); }, any_input); }
+BOOST_AUTO_TEST_CASE(exp) { check_unary([](const Tensor& x) { return tessera::exp(x); }, any_input); }
+BOOST_AUTO_TEST_CASE(log) { check_unary([](const Tensor& x) { return tessera::log(x); }, positive_input); }
+BOOST_AUTO_TEST_CASE(sqrt) { check_unary([](const Tensor& x) { return tessera::sqrt(x); }, positive_input); }
+BOOST_AUTO_TEST_CASE(tanh) { check_unary([](const Tensor& x) { return tessera::tanh(x); }, any_input); }
+BOOST_AUTO_TEST_CASE(sigmoid) { check_unary([](const Tensor& x) { return tessera::sigmoid(x); }, any_input); }
+BOOST_AUTO_TEST_CASE(scale_shift) { check_unary([](const Tensor& x) { return tessera::scale_shift(x, -1.5, 0.25); }, any_input); }
+BOOST_AUTO_TEST_CASE(neg) { check_unary([](const Tensor& x) { return -x; }, any_input); }
+BOOST_AUTO_TEST_CASE(pow) {
+  check_unary([](const Tensor& x) { return tessera::pow(x, 2.5); }, positive_input);
+  check_unary([](const Tensor& x) { return tessera::pow(x, 3.0); }, any_input);
+  check_unary([](const Tensor& x) { return tessera::pow(x, -1.0); }, positive_input);
+}
+BOOST_AUTO_TEST_CASE(clamp) {
+  // Values in +-[0.2, 1] clamped to [-0.5, 0.5]; nudge those near the bounds away from them.
+  check_unary([](const Tensor& x) { return tessera::clamp(x, -0.55, 0.45); }, signed_input);
+}
+
+BOOST_AUTO_TEST_CASE(where) {
+  std::uint64_t seed = 200;
+  for (const auto& [sa, sb] : kBroadcastPairs) {
+    if (shape_numel(sa) == 0) continue;
+    BOOST_TEST_CONTEXT("shapes " << shape_str(sa) << " and " << shape_str(sb)) {
+      const Shape out = broadcast_shapes(sa, sb, "test");
+      Generator g(seed);
+      const Tensor cond = randint(out, 2, g).to(f64);
+      check_gradients([&](const std::vector<Tensor>& in) { return tessera::where(cond, in[0], in[1]); },
+                      {input(sa, seed + 1), input(sb, seed + 2)});
+      seed += 3;
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(matmul) {
+  struct Case { Shape a, b; bool ta, tb; };
+  const std::vector<Case> cases = {
+      {{3, 4}, {4, 5}, false, false}, {{4, 3}, {4, 5}, true, false}, {{3, 4}, {5, 4}, false, true},
+      {{4, 3}, {5, 4}, true, true},   {{2, 3, 4}, {2, 4, 2}, false, false},
+      {{2, 3, 4}, {4, 2}, false, false},   // broadcast b over the batch
+      {{2, 1, 3, 4}, {3, 2, 4}, false, true},  // broadcast both batch axes
+      {{1, 1}, {1, 1}, false, false}, {{3, 0}, {0, 2}, false, false}};
+  for (const Case& c : cases)
+    BOOST_TEST_CONTEXT(shape_str(c.a) << (c.ta ? "^T" : "") << " @ " << shape_str(c.b) << (c.tb ? "^T" : "")) {
+      check_gradients([&](const std::vector<Tensor>& in) { return tessera::matmul(in[0], in[1], c.ta, c.tb); },
+                      {input(c.a, 1), input(c.b, 2)});
+    }
+}
+
+BOOST_AUTO_TEST_CASE(linear) {
+  for (const Shape& xs : {Shape{5}, Shape{3, 5}, Shape{2, 3, 5}, Shape{1, 5}}) {
+    BOOST_TEST_CONTEXT("x " << shape_str(xs)) {
+      check_gradients([](const std::vector<Tensor>& in) { return tessera::linear(in[0], in[1], in[2]); },
+                      {input(xs, 1), input({4, 5}, 2), input({4}, 3)});
+      check_gradients([](const std::vector<Tensor>& in) { return tessera::linear(in[0], in[1]); },
+                      {input(xs, 4), input({4, 5}, 5)});
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(sum) {
+  const Tensor x = input({2, 3, 4}, 7);
+  for (const std::vector<std::int64_t>& axes : std::vector<std::vector<std::int64_t>>{{}, {0}, {1}, {2}, {-1}, {0, 2}, {0, 1, 2}})
+    for (bool keep : {false, true})
+      BOOST_TEST_CONTEXT("axes [" << fmt::format("{}", fmt::join(axes, ",")) << "] keepdim " << keep) {
+        check_gradients([&](const std::vector<Tensor>& in) { return tessera::sum(in[0], axes, keep); }, {x});
+      }
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::sum(in[0], {1}); }, {input({3, 1, 2}, 8)});
+  BOOST_TEST(tessera::sum(zeros({2, 0})).item() == 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(mean) {
+  const Tensor x = input({2, 3, 4}, 9);
+  for (const std::vector<std::int64_t>& axes : std::vector<std::vector<std::int64_t>>{{}, {1}, {0, 2}})
+    for (bool keep : {false, true})
+      check_gradients([&](const std::vector<Tensor>& in) { return tessera::mean(in[0], axes, keep); }, {x});
+}
+
+BOOST_AUTO_TEST_CASE(max) {
+  const Tensor x = input({3, 4, 5}, 10);  // continuous random values: no ties
+  for (const std::vector<std::int64_t>& axes : std::vector<std::vector<std::int64_t>>{{}, {0}, {2}, {0, 2}})
+    for (bool keep : {false, true})
+      check_gradients([&](const std::vector<Tensor>& in) { return tessera::max(in[0], axes, keep); }, {x});
+}
+
+BOOST_AUTO_TEST_CASE(reshape) {
+  check_gradients([](const std::vector<Tensor>& in) { return in[0].reshape({4, -1}) * 2.0; }, {input({2, 3, 2}, 1)});
+  check_gradients([](const std::vector<Tensor>& in) { return in[0].flatten().unsqueeze(0).squeeze(0); }, {input({2, 3}, 2)});
+}
+
+BOOST_AUTO_TEST_CASE(permute) {
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::permute(in[0], {2, 0, 1}); }, {input({2, 3, 4}, 1)});
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::permute(in[0], {0, 2, 1, 3}); }, {input({2, 3, 4, 2}, 2)});
+}
+
+BOOST_AUTO_TEST_CASE(transpose) {
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::transpose(in[0], -1, -2); }, {input({2, 3, 4}, 1)});
+  check_gradients([](const std::vector<Tensor>& in) { return in[0].transpose(0, 1); }, {input({1, 5}, 2)});
+}
+
+BOOST_AUTO_TEST_CASE(expand) {
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::expand(in[0], {2, 3, 4}); }, {input({3, 1}, 1)});
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::expand(in[0], {4, 2}); }, {input({2}, 2)});
+}
+
+BOOST_AUTO_TEST_CASE(concat) {
+  for (std::int64_t axis : {0, 1, -1})
+    check_gradients([axis](const std::vector<Tensor>& in) { return tessera::concat({in[0], in[1], in[2]}, axis); },
+                    {input({2, 3}, 1), input({2, 3}, 2), input({2, 3}, 3)});
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::concat({in[0], in[1]}, 1); },
+                  {input({2, 1, 3}, 4), input({2, 4, 3}, 5)});
+  // An empty piece contributes nothing.
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::concat({in[0], in[1]}, 0); },
+                  {input({0, 3}, 6), input({2, 3}, 7)});
+}
+
+BOOST_AUTO_TEST_CASE(slice) {
+  const Tensor x = input({4, 6, 3}, 1);
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::slice(in[0], 1, 1, 5); }, {x});
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::slice(in[0], 1, 0, 6, 2); }, {x});
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::slice(in[0], 0, -2, 100); }, {x});
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::slice(in[0], -1, 2, 3); }, {x});
+  BOOST_TEST(tessera::slice(x, 1, 4, 2).numel() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(index_select) {
+  const Tensor idx = from_vector<std::int64_t>({2, 0, 2, 1});  // repeats accumulate
+  for (std::int64_t axis : {0, 1, 2})
+    check_gradients([&](const std::vector<Tensor>& in) { return tessera::index_select(in[0], axis, idx); },
+                    {input({3, 3, 3}, 1)});
+}
+
+BOOST_AUTO_TEST_CASE(gather) {
+  const Tensor idx = from_vector<std::int64_t>({0, 2, 2, 1, 0, 0}, {3, 2});
+  check_gradients([&](const std::vector<Tensor>& in) { return tessera::gather(in[0], 1, idx); }, {input({3, 4}, 1)});
+  const Tensor idx0 = from_vector<std::int64_t>({1, 0, 1, 1, 1, 0, 0, 0}, {2, 4});
+  check_gradients([&](const std::vector<Tensor>& in) { return tessera::gather(in[0], 0, idx0); }, {input({3, 4}, 2)});
+}
+
+BOOST_AUTO_TEST_CASE(softmax) {
+  for (const Shape& s : {Shape{5}, Shape{3, 4}, Shape{2, 3, 4}})
+    for (std::int64_t axis = -1; axis >= -static_cast<std::int64_t>(s.size()); --axis)
+      check_gradients([axis](const std::vector<Tensor>& in) { return tessera::softmax(in[0], axis); },
+                      {input(s, 20 + s.size(), -3, 3)});
+}
+
+BOOST_AUTO_TEST_CASE(log_softmax) {
+  for (const Shape& s : {Shape{5}, Shape{3, 4}, Shape{2, 3, 4}})
+    for (std::int64_t axis = -1; axis >= -static_cast<std::int64_t>(s.size()); --axis)
+      check_gradients([axis](const std::vector<Tensor>& in) { return tessera::log_softmax(in[0], axis); },
+                      {input(s, 30 + s.size(), -3, 3)});
+}
+
+BOOST_AUTO_TEST_CASE(layer_norm) {
+  for (const Shape& s : {Shape{6}, Shape{3, 6}, Shape{2, 3, 6}}) {
+    check_gradients([](const std::vector<Tensor>& in) { return tessera::layer_norm(in[0], in[1], in[2], 1e-5); },
+                    {input(s, 1), input({6}, 2, 0.5, 1.5), input({6}, 3)});
+    check_gradients([](const std::vector<Tensor>& in) { return tessera::layer_norm(in[0], {}, {}, 1e-6); },
+                    {input(s, 4)});
+    check_gradients([](const std::vector<Tensor>& in) { return tessera::layer_norm(in[0], in[1], {}, 1e-6); },
+                    {input(s, 5), input({6}, 6)});
+  }
+}
+
+BOOST_AUTO_TEST_CASE(conv2d) {
+  struct Case { Shape x, w; Conv2dOptions o; bool bias; };
+  const std::vector<Case> cases = {
+      {{2, 3, 5, 5}, {4, 3, 3, 3}, {}, true},
+      {{1, 2, 6, 7}, {3, 2, 3, 2}, {.stride_h = 2, .stride_w = 1, .pad_h = 1, .pad_w = 0}, true},
+      {{2, 1, 8, 8}, {2, 1, 4, 4}, {.stride_h = 4, .stride_w = 4}, false},  // patch embedding
+      {{1, 4, 3, 3}, {2, 4, 1, 1}, {}, true},                               // 1x1 (SAGAN)
+      {{1, 1, 4, 4}, {1, 1, 3, 3}, {.stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}, true}};
+  for (const Case& c : cases)
+    BOOST_TEST_CONTEXT("x " << shape_str(c.x) << " w " << shape_str(c.w)) {
+      std::vector<Tensor> in{input(c.x, 1), input(c.w, 2)};
+      if (c.bias) in.push_back(input({c.w[0]}, 3));
+      check_gradients([&](const std::vector<Tensor>& t) {
+        return tessera::conv2d(t[0], t[1], c.bias ? t[2] : Tensor(), c.o);
+      }, in);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(dropout) {
+  for (double p : {0.0, 0.3, 0.9})
+    check_gradients([p](const std::vector<Tensor>& in) {
+      Generator g(5);  // the same mask in every evaluation
+      return tessera::dropout(in[0], p, true, g);
+    }, {input({4, 5}, 1)});
+}
+
+BOOST_AUTO_TEST_CASE(cross_entropy) {
+  const Tensor target = from_vector<std::int64_t>({2, 0, 4, 1});
+  for (Reduction red : {Reduction::mean, Reduction::sum, Reduction::none})
+    for (double smoothing : {0.0, 0.1})
+      check_gradients([&](const std::vector<Tensor>& in) {
+        return tessera::cross_entropy(in[0], target, {.reduction = red, .label_smoothing = smoothing});
+      }, {input({4, 5}, 1, -2, 2)});
+  const Tensor with_ignored = from_vector<std::int64_t>({2, -100, 4, -100});
+  check_gradients([&](const std::vector<Tensor>& in) { return tessera::cross_entropy(in[0], with_ignored); },
+                  {input({4, 5}, 2, -2, 2)});
+}
+
+BOOST_AUTO_TEST_CASE(cast) {
+  check_gradients([](const std::vector<Tensor>& in) { return (in[0].to(f32) * 2.0f).to(f64); }, {input({3}, 1)},
+                  {.eps = 1e-2, .atol = 1e-4, .rtol = 1e-4});  // linear, so a large step is exact
+}
+
+BOOST_AUTO_TEST_CASE(composite_mlp_reuses_tensors) {
+  // A tensor used twice accumulates both contributions.
+  check_gradients([](const std::vector<Tensor>& in) {
+    const Tensor h = tessera::gelu(tessera::linear(in[0], in[1], in[2]));
+    return tessera::sum(h * h + h, {1}) + tessera::sum(in[0], {1});
+  }, {input({3, 4}, 1), input({5, 4}, 2), input({5}, 3)});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
