@@ -177,6 +177,8 @@ void layer_norm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, c
                                                  {DNNL_ARG_DIFF_SRC, wrap(f.data, dx.raw_data())}};
       if (affine) {
         args.emplace(DNNL_ARG_SCALE, wrap(f.param, w.raw_data()));
+        // oneDNN asks for the shift too, though dx does not depend on it: any (D) buffer.
+        args.emplace(DNNL_ARG_SHIFT, wrap(f.param, w.raw_data()));
         args.emplace(DNNL_ARG_DIFF_SCALE, wrap(f.param, dw_buf.raw_data()));
         args.emplace(DNNL_ARG_DIFF_SHIFT, wrap(f.param, db_buf.raw_data()));
       }

@@ -1,0 +1,155 @@
+// Parity of the fast f32 kernels (oneDNN and tuned loops) with the f64 reference kernels:
+// forward values and the gradients of every input, within f32 tolerances.
+#include "support/test_support.h"
+
+using namespace tessera;
+using test::check_close;
+using test::input;
+
+namespace {
+
+constexpr double kRtol = 2e-4, kAtol = 2e-5;
+
+// Runs f on f64 inputs and on their f32 copies, backpropagates the same output gradient,
+// and compares outputs and input gradients.
+void check_parity(const std::function<Tensor(const std::vector<Tensor>&)>& f, const std::vector<Tensor>& ref_inputs,
+                  double rtol = kRtol, double atol = kAtol) {
+  std::vector<Tensor> fast_inputs;
+  for (const Tensor& t : ref_inputs) {
+    Tensor c = t.detach().to(f32);
+    if (t.requires_grad()) c.set_requires_grad(true);
+    fast_inputs.push_back(c);
+  }
+  const Tensor y_ref = f(ref_inputs);
+  const Tensor y_fast = f(fast_inputs);
+  BOOST_TEST(y_fast.dtype() == DType::f32);
+  check_close(y_fast, y_ref, rtol, atol);
+  Generator g(99);
+  const Tensor dy = randn(y_ref.shape(), {.dtype = f64}, g);
+  backward(y_ref, dy);
+  backward(y_fast, dy.to(f32));
+  for (std::size_t i = 0; i < ref_inputs.size(); ++i) {
+    if (!ref_inputs[i].requires_grad()) continue;
+    BOOST_TEST_CONTEXT("gradient of input " << i) {
+      check_close(fast_inputs[i].grad(), ref_inputs[i].grad(), rtol, atol);
+    }
+  }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(parity)
+
+BOOST_AUTO_TEST_CASE(binary_broadcasting) {
+  // Same shapes and right-broadcasts take oneDNN's binary; the others our loops.
+  for (const auto& [sa, sb] : std::vector<std::pair<Shape, Shape>>{
+           {{64, 33}, {64, 33}}, {{8, 50, 64}, {64}}, {{8, 1, 64}, {8, 50, 64}}, {{7, 1}, {1, 9}}}) {
+    BOOST_TEST_CONTEXT(shape_str(sa) << " op " << shape_str(sb)) {
+      check_parity([](const std::vector<Tensor>& in) { return in[0] + in[1]; }, {input(sa, 1), input(sb, 2)});
+      check_parity([](const std::vector<Tensor>& in) { return in[0] - in[1]; }, {input(sa, 3), input(sb, 4)});
+      check_parity([](const std::vector<Tensor>& in) { return in[0] * in[1]; }, {input(sa, 5), input(sb, 6)});
+      check_parity([](const std::vector<Tensor>& in) { return in[0] / in[1]; }, {input(sa, 7), input(sb, 8, 0.5, 2)});
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(eltwise) {
+  const Shape s{37, 129};
+  using F = Tensor (*)(const Tensor&);
+  const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> ops = {
+      {"relu", [](const Tensor& x) { return relu(x); }},
+      {"gelu_erf", [](const Tensor& x) { return gelu(x, GeluApprox::erf); }},
+      {"gelu_tanh", [](const Tensor& x) { return gelu(x, GeluApprox::tanh); }},
+      {"exp", [](const Tensor& x) { return tessera::exp(x); }},
+      {"tanh", [](const Tensor& x) { return tessera::tanh(x); }},
+      {"sigmoid", [](const Tensor& x) { return sigmoid(x); }},
+      {"scale_shift", [](const Tensor& x) { return scale_shift(x, 0.7, -0.2); }},
+      {"clamp", [](const Tensor& x) { return clamp(x, -0.5, 0.5); }},
+      {"pow3", [](const Tensor& x) { return tessera::pow(x, 3.0); }}};
+  for (const auto& [name, op] : ops)
+    BOOST_TEST_CONTEXT(name) {
+      check_parity([&](const std::vector<Tensor>& in) { return op(in[0]); }, {input(s, 11, -3, 3)});
+    }
+  for (const auto& [name, op] : std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>>{
+           {"log", [](const Tensor& x) { return tessera::log(x); }},
+           {"sqrt", [](const Tensor& x) { return tessera::sqrt(x); }},
+           {"pow2.5", [](const Tensor& x) { return tessera::pow(x, 2.5); }}})
+    BOOST_TEST_CONTEXT(name) {
+      check_parity([&](const std::vector<Tensor>& in) { return op(in[0]); }, {input(s, 12, 0.1, 3)});
+    }
+}
+
+BOOST_AUTO_TEST_CASE(matmul_shapes_and_transposes) {
+  struct Case { Shape a, b; bool ta, tb; };
+  for (const Case& c : std::vector<Case>{{{64, 48}, {48, 80}, false, false},
+                                         {{48, 64}, {48, 80}, true, false},
+                                         {{64, 48}, {80, 48}, false, true},
+                                         {{8, 4, 50, 16}, {8, 4, 50, 16}, false, true},  // attention scores
+                                         {{8, 4, 50, 50}, {8, 4, 50, 16}, false, false},
+                                         {{3, 20, 30}, {30, 10}, false, false}})
+    BOOST_TEST_CONTEXT(shape_str(c.a) << (c.ta ? "^T" : "") << " @ " << shape_str(c.b) << (c.tb ? "^T" : "")) {
+      check_parity([&](const std::vector<Tensor>& in) { return matmul(in[0], in[1], c.ta, c.tb); },
+                   {input(c.a, 1), input(c.b, 2)});
+    }
+}
+
+BOOST_AUTO_TEST_CASE(linear) {
+  check_parity([](const std::vector<Tensor>& in) { return tessera::linear(in[0], in[1], in[2]); },
+               {input({4, 50, 64}, 1), input({192, 64}, 2), input({192}, 3)});
+  check_parity([](const std::vector<Tensor>& in) { return tessera::linear(in[0], in[1]); },
+               {input({33, 17}, 4), input({5, 17}, 5)});
+}
+
+BOOST_AUTO_TEST_CASE(softmax_and_log_softmax) {
+  for (std::int64_t axis : {-1, 1, 0}) {
+    check_parity([axis](const std::vector<Tensor>& in) { return softmax(in[0], axis); }, {input({6, 50, 50}, 1, -4, 4)});
+    check_parity([axis](const std::vector<Tensor>& in) { return log_softmax(in[0], axis); }, {input({6, 50, 10}, 2, -4, 4)});
+  }
+}
+
+BOOST_AUTO_TEST_CASE(layer_norm) {
+  check_parity([](const std::vector<Tensor>& in) { return tessera::layer_norm(in[0], in[1], in[2], 1e-6); },
+               {input({8, 50, 64}, 1, -2, 3), input({64}, 2, 0.5, 1.5), input({64}, 3)});
+  check_parity([](const std::vector<Tensor>& in) { return tessera::layer_norm(in[0], {}, {}, 1e-5); },
+               {input({20, 33}, 4)});
+  check_parity([](const std::vector<Tensor>& in) { return tessera::layer_norm(in[0], in[1], {}, 1e-5); },
+               {input({20, 33}, 5), input({33}, 6)});
+  check_parity([](const std::vector<Tensor>& in) { return tessera::layer_norm(in[0], {}, in[1], 1e-5); },
+               {input({20, 33}, 7), input({33}, 8)});
+}
+
+BOOST_AUTO_TEST_CASE(conv2d) {
+  check_parity([](const std::vector<Tensor>& in) { return tessera::conv2d(in[0], in[1], in[2], {.pad_h = 1, .pad_w = 1}); },
+               {input({2, 3, 9, 9}, 1), input({8, 3, 3, 3}, 2), input({8}, 3)});
+  check_parity([](const std::vector<Tensor>& in) {
+    return tessera::conv2d(in[0], in[1], in[2], {.stride_h = 7, .stride_w = 7});
+  }, {input({4, 1, 28, 28}, 4), input({16, 1, 7, 7}, 5), input({16}, 6)});
+  check_parity([](const std::vector<Tensor>& in) { return tessera::conv2d(in[0], in[1], {}, {.stride_h = 2, .stride_w = 1}); },
+               {input({2, 4, 8, 6}, 7), input({5, 4, 3, 2}, 8)});
+}
+
+BOOST_AUTO_TEST_CASE(reductions_and_shape_ops) {
+  check_parity([](const std::vector<Tensor>& in) { return sum(in[0], {0, 2}); }, {input({30, 7, 40}, 1)});
+  check_parity([](const std::vector<Tensor>& in) { return mean(in[0], {1}, true); }, {input({30, 7, 40}, 2)});
+  check_parity([](const std::vector<Tensor>& in) { return tessera::max(in[0], {-1}); }, {input({30, 40}, 3)});
+  check_parity([](const std::vector<Tensor>& in) { return permute(in[0], {0, 2, 1, 3}); }, {input({4, 50, 3, 16}, 4)});
+  check_parity([](const std::vector<Tensor>& in) { return concat({in[0], in[1]}, 1); }, {input({8, 1, 64}, 5), input({8, 49, 64}, 6)});
+}
+
+BOOST_AUTO_TEST_CASE(dropout_masks_match_across_dtypes) {
+  // Same generator state: the same elements are dropped in f32 and f64.
+  check_parity([](const std::vector<Tensor>& in) {
+    Generator g(8);
+    return dropout(in[0], 0.25, true, g);
+  }, {input({40, 50}, 1)});
+}
+
+BOOST_AUTO_TEST_CASE(cross_entropy) {
+  Generator g(3);
+  const Tensor target = randint({64}, 10, g);
+  check_parity([&](const std::vector<Tensor>& in) {
+    return tessera::cross_entropy(in[0], target, {.label_smoothing = 0.1});
+  }, {input({64, 10}, 2, -5, 5)});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
