@@ -94,8 +94,10 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 
 // ---------------------------------------------------------------- convolution
 struct Conv2dOptions {
-  std::int64_t stride_h = 1, stride_w = 1;
-  std::int64_t pad_h = 0, pad_w = 0;
+  std::int64_t stride_h = 1;
+  std::int64_t stride_w = 1;
+  std::int64_t pad_h = 0;
+  std::int64_t pad_w = 0;
 };
 // x (B, C, H, W), w (O, C, KH, KW), bias (O) or undefined -> (B, O, H', W').
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias = {}, Conv2dOptions opts = {});
@@ -114,6 +116,18 @@ struct CrossEntropyOptions {
 // logits (N, C), target i64 (N) of class indices -> scalar (mean/sum) or (N) (none).
 // mean divides by the number of targets not ignored.
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, CrossEntropyOptions opts = {});
+
+// ---------------------------------------------------------------- attention
+struct AttentionOptions {
+  double dropout = 0.0;   // on the attention weights, in training only
+  bool training = false;
+  Generator* generator = nullptr;  // the default generator when null
+  Tensor* weights = nullptr;       // when set, receives the attention weights (B, H, N, N)
+};
+// Multi-head self-attention on a fused projection: qkv (B, N, 3D) holding q, k, v for
+// `heads` heads of size D / heads each -> (B, N, D) = softmax(q k^T * scale) v, heads
+// concatenated.
+Tensor self_attention(const Tensor& qkv, std::int64_t heads, double scale, AttentionOptions opts = {});
 
 // ---------------------------------------------------------------- casts and copies
 Tensor cast(const Tensor& x, DType dtype);

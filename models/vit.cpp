@@ -1,0 +1,125 @@
+#include "models/vit.h"
+
+#include <algorithm>
+
+#include "nn/init.h"
+
+namespace tessera::models {
+
+std::string to_string(Pool p) { return p == Pool::cls ? "cls" : "mean"; }
+std::string to_string(PosEmbed p) { return p == PosEmbed::learned ? "learned" : "sincos"; }
+std::string to_string(nn::NormPlacement n) { return n == nn::NormPlacement::pre ? "pre" : "post"; }
+
+void ViTConfig::validate() const {
+  std::vector<std::string> bad;
+  auto positive = [&](const char* name, std::int64_t v) {
+    if (v <= 0) bad.push_back(fmt::format("{} must be positive (got {})", name, v));
+  };
+  positive("image_size", std::min(image_h, image_w));
+  positive("patch_size", patch_size);
+  positive("channels", channels);
+  positive("num_classes", num_classes);
+  positive("dim", dim);
+  positive("depth", depth);
+  positive("heads", heads);
+  positive("mlp_dim", mlp_dim);
+  if (patch_size > 0 && (image_h % patch_size != 0 || image_w % patch_size != 0))
+    bad.push_back(fmt::format("image {}x{} is not divisible into {}x{} patches", image_h, image_w, patch_size, patch_size));
+  if (heads > 0 && dim % heads != 0)
+    bad.push_back(fmt::format("dim {} is not divisible by heads {}", dim, heads));
+  if (pos_embed == PosEmbed::sincos && dim % 4 != 0)
+    bad.push_back(fmt::format("sincos position embedding needs dim divisible by 4 (got {})", dim));
+  for (auto [name, p] : {std::pair{"dropout", dropout}, {"emb_dropout", emb_dropout},
+                         {"attn_dropout", attn_dropout}, {"drop_path", drop_path}})
+    if (!(p >= 0.0 && p < 1.0)) bad.push_back(fmt::format("{} must be in [0, 1) (got {})", name, p));
+  if (!(layer_norm_eps > 0.0)) bad.push_back(fmt::format("layer_norm_eps must be positive (got {})", layer_norm_eps));
+  TESSERA_CHECK(bad.empty(), ConfigError, "ViT: {}", fmt::join(bad, "; "));
+}
+
+ViTConfig ViTConfig::preset(const std::string& name) {
+  ViTConfig c;  // 224x224, patch 16, 3 channels, 1000 classes
+  if (name == "vit-tiny/16") {
+    c.dim = 192, c.depth = 12, c.heads = 3, c.mlp_dim = 768;
+  } else if (name == "vit-small/16") {
+    c.dim = 384, c.depth = 12, c.heads = 6, c.mlp_dim = 1536;
+  } else if (name == "vit-base/16") {
+    c.dim = 768, c.depth = 12, c.heads = 12, c.mlp_dim = 3072;
+  } else if (name == "seed-mnist") {  // the classic tutorial's MNIST model
+    c.image_h = c.image_w = 28, c.patch_size = 7, c.channels = 1, c.num_classes = 10;
+    c.dim = 512, c.depth = 1, c.heads = 2, c.mlp_dim = 1024;
+  } else {
+    throw ConfigError(fmt::format("ViT: unknown preset '{}' (known: {})", name, fmt::join(preset_names(), ", ")));
+  }
+  return c;
+}
+
+std::vector<std::string> ViTConfig::preset_names() {
+  return {"vit-tiny/16", "vit-small/16", "vit-base/16", "seed-mnist"};
+}
+
+namespace {
+
+const ViTConfig& validated(const ViTConfig& c) {
+  c.validate();
+  return c;
+}
+
+}  // namespace
+
+ViT::ViT(const ViTConfig& cfg, Generator& gen)
+    : config(validated(cfg)),
+      patch_embed(register_module("patch_embed", nn::PatchEmbedding(cfg.image_h, cfg.image_w, cfg.patch_size,
+                                                                    cfg.channels, cfg.dim))),
+      pos_drop(register_module("pos_drop", nn::Dropout(cfg.emb_dropout))),
+      blocks(register_module("blocks", nn::Sequential())),
+      norm(make_norm(cfg)),
+      head(register_module("head", nn::Linear(cfg.dim, cfg.num_classes))) {
+  const std::int64_t tokens = cfg.num_patches() + 1;
+  cls_token = register_parameter("cls_token", zeros({1, 1, cfg.dim}));
+  nn::init::normal_(cls_token, 0.0, 1e-6, gen);
+  if (cfg.pos_embed == PosEmbed::learned) {
+    pos_embed = register_parameter("pos_embed", zeros({1, tokens, cfg.dim}));
+    nn::init::trunc_normal_(pos_embed, 0.02, -2.0, 2.0, gen);
+  } else {
+    // The class token's position code is zero; patches get their (row, column) code.
+    const Tensor grid = nn::sincos_position_embedding(patch_embed.grid_h(), patch_embed.grid_w(), cfg.dim);
+    pos_embed = register_buffer("pos_embed", concat({zeros({1, cfg.dim}), grid}, 0).reshape({1, tokens, cfg.dim}));
+  }
+  for (std::int64_t i = 0; i < cfg.depth; ++i) {
+    const double dp = cfg.depth > 1 ? cfg.drop_path * static_cast<double>(i) / static_cast<double>(cfg.depth - 1) : 0.0;
+    blocks.push_back(nn::EncoderBlock(cfg.dim, cfg.heads, cfg.mlp_dim,
+                                      {.norm = cfg.norm, .dropout = cfg.dropout, .attn_dropout = cfg.attn_dropout,
+                                       .drop_path = dp, .eps = cfg.layer_norm_eps}));
+  }
+  // timm's init_weights_vit_timm: every Linear (not the patch convolution) gets
+  // trunc_normal(0.02) and a zero bias; LayerNorms start at (1, 0) already.
+  apply([&gen](nn::Module& m) {
+    if (auto* lin = dynamic_cast<nn::Linear*>(&m)) {
+      nn::init::trunc_normal_(lin->weight, 0.02, -2.0, 2.0, gen);
+      if (lin->bias.defined()) nn::init::zeros_(lin->bias);
+    }
+  });
+}
+
+nn::UnaryModule& ViT::make_norm(const ViTConfig& c) {
+  if (c.norm == nn::NormPlacement::pre)
+    return register_module("norm", nn::LayerNorm(c.dim, {.eps = c.layer_norm_eps}));
+  return register_module("norm", nn::Identity());
+}
+
+Tensor ViT::features(const Tensor& images) {
+  TESSERA_CHECK(images.dim() == 4 && images.size(1) == config.channels && images.size(2) == config.image_h &&
+                    images.size(3) == config.image_w,
+                ShapeError, "ViT: images {} must be (B, {}, {}, {})", shape_str(images.shape()), config.channels,
+                config.image_h, config.image_w);
+  const std::int64_t B = images.size(0);
+  const Tensor patches = patch_embed(images);                                           // (B, N, D)
+  Tensor x = concat({expand(cls_token, {B, 1, config.dim}), patches}, 1) + pos_embed;   // (B, N+1, D)
+  x = norm(blocks(pos_drop(x)));
+  if (config.pool == Pool::cls) return slice(x, 1, 0, 1).reshape({B, config.dim});
+  return mean(slice(x, 1, 1, x.size(1)), {1});
+}
+
+Tensor ViT::forward(const Tensor& images) { return head(features(images)); }
+
+}  // namespace tessera::models
