@@ -693,6 +693,17 @@ BOOST_AUTO_TEST_CASE(clip_grad_norm_large_and_shared_and_nonfinite) {
   const Tensor c = param({0, 0}, {2}, f32);
   c.set_grad(from_vector<float>({INFINITY, 1.0f}, {2}));
   BOOST_TEST(std::isinf(op::clip_grad_norm({c}, 1.0)));
+  // As in PyTorch the gradients are still multiplied, here by 1 / inf = 0.
+  BOOST_TEST(std::isnan(values(c.grad())[0]));
+  BOOST_TEST(values(c.grad())[1] == 0.0);
+  c.set_grad(from_vector<float>({NAN, 1.0f}, {2}));
+  BOOST_TEST(std::isnan(op::clip_grad_norm({c}, 1.0)));
+  BOOST_TEST(std::isnan(values(c.grad())[1]));  // NaN factor reaches every gradient
+
+  // bf16 gradients are summed in double too: 1 + 4 + 4 = 9.
+  const Tensor h = zeros({3}, {.dtype = bf16, .requires_grad = true});
+  h.set_grad(from_vector<float>({1, 2, -2}, {3}, {.dtype = bf16}));
+  BOOST_TEST(op::grad_norm({h}) == 3.0);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
