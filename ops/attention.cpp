@@ -1,19 +1,27 @@
-// self_attention, composed from the primitive ops (their gradients compose too).
+// self_attention: the fused CPU kernel with its gradient, and the composed version.
 // Letters: B batch, N tokens, D width, H heads, E = D / H head size.
+#include "ops/cpu/attention.h"
 #include "ops/op_utils.h"
 #include "ops/ops.h"
 
 namespace tessera {
+namespace {
 
-Tensor self_attention(const Tensor& qkv, std::int64_t heads, double scale, AttentionOptions opts) {
+void check_qkv(const Tensor& qkv, std::int64_t heads) {
   detail::check_float("self_attention", qkv, "qkv");
   TESSERA_CHECK(qkv.dim() == 3 && qkv.size(2) % 3 == 0, ShapeError,
                 "self_attention: qkv {} must be (B, N, 3D)", shape_str(qkv.shape()));
-  const std::int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3;
+  const std::int64_t D = qkv.size(2) / 3;
   TESSERA_CHECK(heads > 0 && D % heads == 0, ShapeError,
-                "self_attention: width {} (from qkv {}) is not divisible by {} heads", D,
-                shape_str(qkv.shape()), heads);
-  const std::int64_t E = D / heads;
+                "self_attention: width {} (from qkv {}) is not divisible by {} heads", D, shape_str(qkv.shape()),
+                heads);
+}
+
+}  // namespace
+
+Tensor self_attention_composed(const Tensor& qkv, std::int64_t heads, double scale, AttentionOptions opts) {
+  check_qkv(qkv, heads);
+  const std::int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3, E = D / heads;
   // (B, N, 3, H, E) -> (3, B, H, N, E)
   const Tensor split = permute(qkv.reshape({B, N, 3, heads, E}), {2, 0, 3, 1, 4});
   const Tensor q = slice(split, 0, 0, 1).reshape({B, heads, N, E});
@@ -25,6 +33,30 @@ Tensor self_attention(const Tensor& qkv, std::int64_t heads, double scale, Atten
     attn = dropout(attn, opts.dropout, true, opts.generator ? *opts.generator : default_generator());
   const Tensor out = matmul(attn, v);                               // (B, H, N, E)
   return permute(out, {0, 2, 1, 3}).reshape({B, N, D});
+}
+
+Tensor self_attention(const Tensor& qkv, std::int64_t heads, double scale, AttentionOptions opts) {
+  check_qkv(qkv, heads);
+  TESSERA_CHECK(opts.dropout >= 0.0 && opts.dropout < 1.0, Error,
+                "self_attention: dropout must be in [0, 1), got {}", opts.dropout);
+  if (!qkv.device().is_cpu()) return self_attention_composed(qkv, heads, scale, opts);
+  const std::int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3;
+  cpu::AttentionDropout drop;
+  if (opts.dropout > 0.0 && opts.training) {
+    Generator& gen = opts.generator ? *opts.generator : default_generator();
+    drop = {opts.dropout, gen.seed(), gen.reserve(static_cast<std::uint64_t>(B * heads * N * N))};
+  }
+  Tensor out = detail::empty_like_shape({B, N, D}, qkv);
+  Tensor probs = detail::empty_like_shape({B, heads, N, N}, qkv);
+  cpu::attention_forward(qkv, heads, scale, drop, out, probs);
+  if (opts.weights) *opts.weights = probs;
+  if (needs_recording({&qkv}))
+    record("self_attention", {qkv}, out, [heads, scale, drop, probs, qv = qkv.detach()](const Tensor& dout) {
+      Tensor dqkv = empty_like(qv);
+      cpu::attention_backward(qv, probs, dout, heads, scale, drop, dqkv);
+      return std::vector<Tensor>{dqkv};
+    });
+  return out;
 }
 
 }  // namespace tessera

@@ -127,7 +127,11 @@ struct AttentionOptions {
 // Multi-head self-attention on a fused projection: qkv (B, N, 3D) holding q, k, v for
 // `heads` heads of size D / heads each -> (B, N, D) = softmax(q k^T * scale) v, heads
 // concatenated.
+// On the CPU one fused kernel (ops/cpu/attention.h); elsewhere the composition below.
 Tensor self_attention(const Tensor& qkv, std::int64_t heads, double scale, AttentionOptions opts = {});
+// The same built from the primitive ops (reshape, permute, matmul, softmax, dropout): the
+// fused kernel's test oracle.
+Tensor self_attention_composed(const Tensor& qkv, std::int64_t heads, double scale, AttentionOptions opts = {});
 
 // ---------------------------------------------------------------- casts and copies
 Tensor cast(const Tensor& x, DType dtype);

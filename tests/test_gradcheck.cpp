@@ -310,3 +310,20 @@ BOOST_AUTO_TEST_CASE(composite_mlp_reuses_tensors) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(gradcheck)
+
+BOOST_AUTO_TEST_CASE(self_attention) {
+  // The fused kernel, with and without dropout on the weights (fixed generator).
+  for (std::int64_t heads : {1, 2, 4})
+    check_gradients([heads](const std::vector<Tensor>& in) { return tessera::self_attention(in[0], heads, 0.7); },
+                    {input({2, 5, 3 * 8}, 40 + heads)});
+  check_gradients([](const std::vector<Tensor>& in) {
+    Generator g(3);
+    return tessera::self_attention(in[0], 2, 0.5, {.dropout = 0.3, .training = true, .generator = &g});
+  }, {input({2, 4, 3 * 4}, 50)});
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::self_attention_composed(in[0], 2, 0.5); },
+                  {input({2, 4, 3 * 4}, 51)});
+}
+
+BOOST_AUTO_TEST_SUITE_END()

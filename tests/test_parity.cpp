@@ -153,3 +153,33 @@ BOOST_AUTO_TEST_CASE(cross_entropy) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(parity)
+
+BOOST_AUTO_TEST_CASE(fused_attention_matches_composed) {
+  // f32 fused kernel against the f64 composition of primitive ops, values and gradients.
+  for (auto [B, N, D, H] : std::vector<std::array<std::int64_t, 4>>{{2, 50, 64, 4}, {3, 17, 512, 2}, {1, 1, 8, 2}}) {
+    BOOST_TEST_CONTEXT("B " << B << " N " << N << " D " << D << " H " << H) {
+      const Tensor qkv = input({B, N, 3 * D}, 7, -2, 2);
+      Tensor fast = qkv.detach().to(f32).set_requires_grad();
+      Tensor weights;
+      const Tensor y_fast = self_attention(fast, H, 0.25, {.weights = &weights});
+      const Tensor y_ref = self_attention_composed(qkv, H, 0.25);
+      check_close(y_fast, y_ref, kRtol, kAtol);
+      BOOST_TEST((weights.shape() == Shape{B, H, N, N}));
+      Generator g(1);
+      const Tensor dy = randn(y_ref.shape(), {.dtype = f64}, g);
+      backward(y_ref, dy);
+      backward(y_fast, dy.to(f32));
+      check_close(fast.grad(), qkv.grad(), kRtol, kAtol);
+    }
+  }
+  // With dropout: the fused kernel draws the same mask as dropout() on the weights.
+  const Tensor qkv = input({2, 6, 12}, 8);
+  Generator g1(4), g2(4);
+  const Tensor a = self_attention(qkv, 2, 0.5, {.dropout = 0.4, .training = true, .generator = &g1});
+  const Tensor b = self_attention_composed(qkv, 2, 0.5, {.dropout = 0.4, .training = true, .generator = &g2});
+  check_close(a, b, 1e-12, 1e-12);
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -1,0 +1,91 @@
+#include "bench/bench.h"
+
+#include <sys/resource.h>
+
+#include <chrono>
+#include <map>
+
+#include <omp.h>
+
+#include "models/vit.h"
+#include "optim/optim.h"
+
+namespace tessera::bench {
+namespace {
+
+struct Preset {
+  std::int64_t img, patch, chans, dim, depth, heads, mlp, classes, batch;
+};
+
+// The peer's CONFIGS, field for field.
+const std::map<std::string, Preset>& presets() {
+  static const std::map<std::string, Preset> p = {
+      {"seed", {28, 7, 1, 512, 1, 2, 1024, 10, 4}},
+      {"mnist", {28, 4, 1, 64, 6, 4, 128, 10, 128}},
+      {"tiny", {224, 16, 3, 192, 12, 3, 768, 1000, 32}},
+  };
+  return p;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+double peak_rss_mb() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+void bench_preset(const std::string& name, const Preset& p, int steps) {
+  models::ViTConfig c;
+  c.image_h = c.image_w = p.img;
+  c.patch_size = p.patch;
+  c.channels = p.chans;
+  c.dim = p.dim;
+  c.depth = p.depth;
+  c.heads = p.heads;
+  c.mlp_dim = p.mlp;
+  c.num_classes = p.classes;
+  manual_seed(0);
+  models::ViT model(c);
+  optim::AdamW opt(model.parameters(), {.lr = 1e-3, .weight_decay = 0.05});
+  Generator g(0);
+  const Tensor x = randn({p.batch, p.chans, p.img, p.img}, {}, g);
+  const Tensor y = randint({p.batch}, p.classes, g);
+  auto step = [&] {
+    opt.zero_grad();
+    backward(cross_entropy(model(x), y));
+    opt.step();
+  };
+  for (int i = 0; i < 2; ++i) step();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) step();
+  const double train = steps * p.batch / seconds_since(t0);
+  model.eval();
+  double infer;
+  {
+    NoGradGuard no_grad;
+    for (int i = 0; i < 2; ++i) model(x);
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < steps; ++i) model(x);
+    infer = steps * p.batch / seconds_since(t0);
+  }
+  fmt::print("config={} params={} batch={} train_img_s={:.1f} infer_img_s={:.1f} peak_rss_mb={:.0f}\n", name,
+             model.num_parameters(), p.batch, train, infer, peak_rss_mb());
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int run(const BenchOptions& opts) {
+  if (opts.threads > 0) omp_set_num_threads(opts.threads);
+  for (const std::string& name : opts.presets) {
+    auto it = presets().find(name);
+    TESSERA_CHECK(it != presets().end(), ConfigError, "bench: unknown preset '{}' (seed, mnist, tiny)", name);
+    bench_preset(name, it->second, opts.steps);
+  }
+  return 0;
+}
+
+}  // namespace tessera::bench
