@@ -95,11 +95,11 @@ using DatasetPtr = std::shared_ptr<const Dataset>;
 class InMemoryDataset final : public Dataset {
  public:
   struct Info {
-    std::string name;
-    ImageShape shape;
+    std::string name = {};
+    ImageShape shape = {};
     std::int64_t num_classes = 0;
-    std::vector<std::string> class_names;  // empty: "0", "1", ...
-    Fingerprint fingerprint;               // empty entries: none known
+    std::vector<std::string> class_names = {};  // empty: "0", "1", ...
+    Fingerprint fingerprint = {};               // empty entries: none known
   };
 
   // pixels: size() * shape.numel() bytes starting at `pixel_offset` (so a whole file read

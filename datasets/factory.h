@@ -14,7 +14,7 @@ namespace tessera::datasets {
 struct DatasetOptions {
   // image_folder: the decoded size (required). synthetic: the generated shape (default
   // (1,28,28)). Others: optional, and then it must match the files.
-  std::optional<ImageShape> image_shape;
+  std::optional<ImageShape> image_shape = {};
   bool preload = true;  // image_folder: decode everything up front
 
   // synthetic only

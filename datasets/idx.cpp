@@ -68,8 +68,9 @@ IdxImages read_idx_images(const std::filesystem::path& path) {
   TESSERA_CHECK(out.count > 0 && out.rows > 0 && out.cols > 0, DataError,
                 "{}: header says {} images of {}x{}: every size must be positive", path.string(),
                 out.count, out.rows, out.cols);
-  const unsigned __int128 expected = 16 + static_cast<unsigned __int128>(out.count) *
-                                              static_cast<std::uint64_t>(out.rows * out.cols);
+  const unsigned __int128 expected =
+      16 + static_cast<unsigned __int128>(out.count) * static_cast<std::uint64_t>(out.rows) *
+               static_cast<std::uint64_t>(out.cols);
   check_size(path, f, expected,
              fmt::format("{} images of {}x{}", out.count, out.rows, out.cols));
   out.entry = detail::content_entry(path, f.bytes);

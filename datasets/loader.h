@@ -33,7 +33,7 @@ struct LoaderOptions {
   bool drop_last = false;  // drop the last batch when it would be smaller than batch_size
   std::uint64_t seed = 0;
   // Applied in order to each image after it is scaled to [0, 1].
-  std::vector<TransformPtr> transforms;
+  std::vector<TransformPtr> transforms = {};
   // Batches prepared ahead of the consumer; 0 prepares each batch on the caller's thread.
   std::int64_t prefetch = 2;
   // Background threads preparing batches (used when prefetch > 0).
