@@ -67,32 +67,41 @@ ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions 
                 options.width);
   TESSERA_CHECK(fs::is_directory(root), IoError, "{}: not a directory", root.string());
 
-  for (const auto& entry : fs::directory_iterator(root))
-    if (entry.is_directory() && !entry.path().filename().string().starts_with("."))
-      classes_.push_back(entry.path().filename().string());
-  std::sort(classes_.begin(), classes_.end());
-  TESSERA_CHECK(!classes_.empty(), DataError,
-                "{}: no class folders (expected one subfolder of images per class)", root.string());
-
-  fingerprint_.dataset = name_;
+  // Hidden entries (".git", macOS "._name.png" resource forks) are never data.
+  auto hidden = [](const fs::path& p) { return p.filename().string().starts_with("."); };
   struct ClassFiles {
     std::size_t first = 0, count = 0;
   };
   std::vector<ClassFiles> spans;
-  for (std::size_t c = 0; c < classes_.size(); ++c) {
-    const fs::path dir = root / classes_[c];
-    std::vector<fs::path> found;
-    for (const auto& entry : fs::recursive_directory_iterator(dir))
-      if (entry.is_regular_file() && is_image_file(entry.path())) found.push_back(entry.path());
-    TESSERA_CHECK(!found.empty(), DataError, "{}: class folder has no images (.png, .jpg, .jpeg, .bmp)",
-                  dir.string());
-    std::sort(found.begin(), found.end());
-    spans.push_back({files_.size(), found.size()});
-    for (auto& f : found) {
-      files_.push_back(std::move(f));
-      labels_.push_back(static_cast<std::int32_t>(c));
+  try {
+    for (const auto& entry : fs::directory_iterator(root))
+      if (entry.is_directory() && !hidden(entry.path())) classes_.push_back(entry.path().filename().string());
+    std::sort(classes_.begin(), classes_.end());
+    TESSERA_CHECK(!classes_.empty(), DataError,
+                  "{}: no class folders (expected one subfolder of images per class)", root.string());
+    for (std::size_t c = 0; c < classes_.size(); ++c) {
+      const fs::path dir = root / classes_[c];
+      std::vector<fs::path> found;
+      for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
+        if (hidden(it->path())) {
+          if (it->is_directory()) it.disable_recursion_pending();
+          continue;
+        }
+        if (it->is_regular_file() && is_image_file(it->path())) found.push_back(it->path());
+      }
+      TESSERA_CHECK(!found.empty(), DataError,
+                    "{}: class folder has no images (.png, .jpg, .jpeg, .bmp)", dir.string());
+      std::sort(found.begin(), found.end());
+      spans.push_back({files_.size(), found.size()});
+      for (auto& f : found) {
+        files_.push_back(std::move(f));
+        labels_.push_back(static_cast<std::int32_t>(c));
+      }
     }
+  } catch (const fs::filesystem_error& e) {
+    throw IoError(fmt::format("{}: cannot list the image folder: {}", root.string(), e.what()));
   }
+  fingerprint_.dataset = name_;
 
   const std::int64_t n = size();
   const auto numel = static_cast<std::size_t>(shape_.numel());
@@ -113,8 +122,11 @@ ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions 
     });
   } else {
     for (std::size_t k = 0; k < files_.size(); ++k) {
-      bytes[k] = fs::file_size(files_[k]);
-      const auto mtime = fs::last_write_time(files_[k]).time_since_epoch().count();
+      std::error_code ec1, ec2;
+      bytes[k] = fs::file_size(files_[k], ec1);
+      const auto mtime = fs::last_write_time(files_[k], ec2).time_since_epoch().count();
+      TESSERA_CHECK(!ec1 && !ec2, IoError, "{}: cannot stat: {}", files_[k].string(),
+                    (ec1 ? ec1 : ec2).message());
       checks[k] = detail::crc32({reinterpret_cast<const std::uint8_t*>(&mtime), sizeof mtime});
     }
   }

@@ -423,6 +423,8 @@ void make_folder(const fs::path& root) {
   write_png(root / "dog" / "nested" / "m.png", 4, 4, 1, mono);
   write_file(root / "dog" / "notes.txt", {1, 2, 3});
   write_file(root / ".hidden" / "x.png", {1, 2, 3});
+  write_file(root / "cat" / "._a.png", {1, 2, 3});
+  write_file(root / "dog" / ".cache" / "y.png", {1, 2, 3});
 }
 
 }  // namespace
