@@ -1,0 +1,39 @@
+// make_dataset: a dataset by name, as a config names it.
+#pragma once
+
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "datasets/dataset.h"
+
+namespace tessera::datasets {
+
+struct DatasetOptions {
+  // image_folder: the decoded size (required). synthetic: the generated shape (default
+  // (1,28,28)). Others: optional, and then it must match the files.
+  std::optional<ImageShape> image_shape = {};
+  bool preload = true;  // image_folder: decode everything up front
+
+  // synthetic only
+  std::int64_t size = 0;  // 0: 10000 for train, 2000 for test
+  std::int64_t num_classes = 10;
+  std::uint64_t seed = 0;
+  double noise = 0.25;
+};
+
+// The valid names, in the order error messages list them.
+std::vector<std::string> dataset_names();
+
+// name: mnist, fashion_mnist, cifar10, image_folder or synthetic ('-' and '_' and case are
+// ignored, so "Fashion-MNIST" and "cifar_10" work too). root: the directory holding the
+// files (ignored by synthetic); image_folder looks for root/train or root/test (also
+// root/val for test). ConfigError for an unknown name, listing the valid ones.
+DatasetPtr make_dataset(std::string_view name, const std::filesystem::path& root, Split split,
+                        const DatasetOptions& options = {});
+DatasetPtr make_dataset(std::string_view name, const std::filesystem::path& root,
+                        std::string_view split, const DatasetOptions& options = {});
+
+}  // namespace tessera::datasets

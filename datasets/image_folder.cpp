@@ -1,0 +1,157 @@
+#include "datasets/image_folder.h"
+
+#include <algorithm>
+#include <cctype>
+#include <memory>
+
+#include <fmt/format.h>
+#include <stb/stb_image.h>
+#include <stb/stb_image_resize.h>
+
+#include "datasets/file_io.h"
+
+namespace tessera::datasets {
+
+namespace fs = std::filesystem;
+
+bool ImageFolderDataset::is_image_file(const fs::path& path) {
+  std::string ext = path.extension().string();
+  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return std::tolower(c); });
+  return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp";
+}
+
+void decode_image(std::span<const std::uint8_t> encoded, const ImageShape& shape,
+                  std::span<std::uint8_t> out, const std::string& what) {
+  TESSERA_CHECK(shape.channels == 1 || shape.channels == 3, ConfigError,
+                "decode_image: {} channels requested; 1 or 3 are supported", shape.channels);
+  TESSERA_CHECK(static_cast<std::int64_t>(out.size()) == shape.numel(), ShapeError,
+                "decode_image: output holds {} bytes, shape {} needs {}", out.size(), shape.str(),
+                shape.numel());
+  TESSERA_CHECK(encoded.size() <= static_cast<std::size_t>(INT32_MAX), DataError,
+                "{}: {} bytes is too large to decode", what, encoded.size());
+  int w = 0, h = 0, file_channels = 0;
+  const int c = static_cast<int>(shape.channels);
+  std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
+      stbi_load_from_memory(encoded.data(), static_cast<int>(encoded.size()), &w, &h,
+                            &file_channels, c),
+      stbi_image_free);
+  if (!pixels) {
+    const char* why = stbi_failure_reason();
+    throw DataError(fmt::format("{}: cannot decode image: {}", what, why ? why : "unknown reason"));
+  }
+  // pixels: (h, w, c) interleaved; resize in that layout, then split into planes.
+  std::vector<std::uint8_t> resized;
+  const std::uint8_t* hwc = pixels.get();
+  if (h != shape.height || w != shape.width) {
+    resized.resize(static_cast<std::size_t>(shape.numel()));
+    const int ok = stbir_resize_uint8(pixels.get(), w, h, 0, resized.data(), static_cast<int>(shape.width),
+                                      static_cast<int>(shape.height), 0, c);
+    TESSERA_CHECK(ok, DataError, "{}: cannot resize {}x{} to {}x{}", what, w, h, shape.width,
+                  shape.height);
+    hwc = resized.data();
+  }
+  const std::int64_t plane = shape.height * shape.width;
+  for (std::int64_t p = 0; p < plane; ++p)
+    for (int ch = 0; ch < c; ++ch) out[ch * plane + p] = hwc[p * c + ch];
+}
+
+ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions options,
+                                       std::string name)
+    : name_(name.empty() ? fmt::format("image_folder:{}", root.string()) : std::move(name)),
+      shape_{options.channels, options.height, options.width},
+      preload_(options.preload) {
+  TESSERA_CHECK(options.channels == 1 || options.channels == 3, ConfigError,
+                "{}: channels must be 1 or 3, got {}", name_, options.channels);
+  TESSERA_CHECK(options.height > 0 && options.width > 0, ConfigError,
+                "{}: the image height and width must be given (got {}x{})", name_, options.height,
+                options.width);
+  TESSERA_CHECK(fs::is_directory(root), IoError, "{}: not a directory", root.string());
+
+  // Hidden entries (".git", macOS "._name.png" resource forks) are never data.
+  auto hidden = [](const fs::path& p) { return p.filename().string().starts_with("."); };
+  struct ClassFiles {
+    std::size_t first = 0, count = 0;
+  };
+  std::vector<ClassFiles> spans;
+  try {
+    for (const auto& entry : fs::directory_iterator(root))
+      if (entry.is_directory() && !hidden(entry.path())) classes_.push_back(entry.path().filename().string());
+    std::sort(classes_.begin(), classes_.end());
+    TESSERA_CHECK(!classes_.empty(), DataError,
+                  "{}: no class folders (expected one subfolder of images per class)", root.string());
+    for (std::size_t c = 0; c < classes_.size(); ++c) {
+      const fs::path dir = root / classes_[c];
+      std::vector<fs::path> found;
+      for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
+        if (hidden(it->path())) {
+          if (it->is_directory()) it.disable_recursion_pending();
+          continue;
+        }
+        if (it->is_regular_file() && is_image_file(it->path())) found.push_back(it->path());
+      }
+      TESSERA_CHECK(!found.empty(), DataError,
+                    "{}: class folder has no images (.png, .jpg, .jpeg, .bmp)", dir.string());
+      std::sort(found.begin(), found.end());
+      spans.push_back({files_.size(), found.size()});
+      for (auto& f : found) {
+        files_.push_back(std::move(f));
+        labels_.push_back(static_cast<std::int32_t>(c));
+      }
+    }
+  } catch (const fs::filesystem_error& e) {
+    throw IoError(fmt::format("{}: cannot list the image folder: {}", root.string(), e.what()));
+  }
+  fingerprint_.dataset = name_;
+
+  const std::int64_t n = size();
+  const auto numel = static_cast<std::size_t>(shape_.numel());
+  // Per-file checksums: of the content when everything is read anyway, else of the name,
+  // size and modification time.
+  std::vector<std::uint64_t> bytes(files_.size());
+  std::vector<std::uint32_t> checks(files_.size());
+  if (preload_) {
+    pixels_.resize(static_cast<std::size_t>(n) * numel);
+    detail::parallel_chunks(n, 16, [&](std::int64_t begin, std::int64_t end) {
+      for (std::int64_t i = begin; i < end; ++i) {
+        const auto k = static_cast<std::size_t>(i);
+        const detail::FileContent f = detail::read_file(files_[k]);
+        decode_image(f.bytes, shape_, std::span(pixels_).subspan(k * numel, numel), files_[k].string());
+        bytes[k] = f.bytes.size();
+        checks[k] = detail::crc32(f.bytes);
+      }
+    });
+  } else {
+    for (std::size_t k = 0; k < files_.size(); ++k) {
+      std::error_code ec1, ec2;
+      bytes[k] = fs::file_size(files_[k], ec1);
+      const auto mtime = fs::last_write_time(files_[k], ec2).time_since_epoch().count();
+      TESSERA_CHECK(!ec1 && !ec2, IoError, "{}: cannot stat: {}", files_[k].string(),
+                    (ec1 ? ec1 : ec2).message());
+      checks[k] = detail::crc32({reinterpret_cast<const std::uint8_t*>(&mtime), sizeof mtime});
+    }
+  }
+  for (std::size_t c = 0; c < classes_.size(); ++c) {
+    std::uint64_t total = 0;
+    std::uint32_t crc = 0;
+    for (std::size_t k = spans[c].first; k < spans[c].first + spans[c].count; ++k) {
+      const std::string rel = fs::relative(files_[k], root).generic_string();
+      const std::string line = fmt::format("{}\t{}\t{:08x}\n", rel, bytes[k], checks[k]);
+      crc = detail::crc32({reinterpret_cast<const std::uint8_t*>(line.data()), line.size()}, crc);
+      total += bytes[k];
+    }
+    fingerprint_.entries.push_back(
+        {classes_[c] + "/", total, fmt::format("{}:{:08x}", preload_ ? "crc32" : "mtime", crc)});
+  }
+}
+
+void ImageFolderDataset::read_image_at(std::int64_t i, std::span<std::uint8_t> out) const {
+  const auto k = static_cast<std::size_t>(i);
+  if (preload_) {
+    std::copy_n(pixels_.begin() + static_cast<std::ptrdiff_t>(k * out.size()), out.size(), out.begin());
+    return;
+  }
+  const detail::FileContent f = detail::read_file(files_[k]);
+  decode_image(f.bytes, shape_, out, files_[k].string());
+}
+
+}  // namespace tessera::datasets

@@ -1,0 +1,62 @@
+// Image folders: root/<class>/**/*.{png,jpg,jpeg,bmp}, one class per subfolder (sorted by
+// name), decoded with stb_image, converted to 1 or 3 channels and resized to a fixed size.
+#pragma once
+
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "datasets/dataset.h"
+
+namespace tessera::datasets {
+
+struct ImageFolderOptions {
+  std::int64_t channels = 3;  // 1 (grey, ITU-R BT.601 luma) or 3 (RGB); alpha is dropped
+  std::int64_t height = 0;    // every image is resized to height x width (both required)
+  std::int64_t width = 0;
+  // true: decode everything up front (parallel) and keep uint8 pixels in memory;
+  // false: keep only the file list and decode on each read (large folders).
+  bool preload = true;
+};
+
+class ImageFolderDataset final : public Dataset {
+ public:
+  // IoError when root is not a directory; DataError naming the folder when there are no
+  // class folders or a class folder holds no images, and naming the file when one cannot
+  // be decoded (when preloading; otherwise on the read that meets it).
+  ImageFolderDataset(const std::filesystem::path& root, ImageFolderOptions options,
+                     std::string name = "");
+
+  std::string name() const override { return name_; }
+  std::int64_t size() const override { return static_cast<std::int64_t>(files_.size()); }
+  std::int64_t num_classes() const override { return static_cast<std::int64_t>(classes_.size()); }
+  ImageShape image_shape() const override { return shape_; }
+  std::vector<std::string> class_names() const override { return classes_; }
+  Fingerprint fingerprint() const override { return fingerprint_; }
+
+  const std::filesystem::path& file(std::int64_t i) const { return files_.at(static_cast<std::size_t>(i)); }
+
+  static bool is_image_file(const std::filesystem::path& path);  // by extension, any case
+
+ protected:
+  std::int64_t label_at(std::int64_t i) const override { return labels_[static_cast<std::size_t>(i)]; }
+  void read_image_at(std::int64_t i, std::span<std::uint8_t> out) const override;
+
+ private:
+  std::string name_;
+  ImageShape shape_;
+  bool preload_;
+  std::vector<std::string> classes_;
+  std::vector<std::filesystem::path> files_;
+  std::vector<std::int32_t> labels_;
+  std::vector<std::uint8_t> pixels_;  // preload: (N, C, H, W)
+  Fingerprint fingerprint_;
+};
+
+// Decodes an encoded image (PNG, JPEG, BMP, ...) to `shape` (channels 1 or 3, resized as
+// needed) in (C, H, W) order. `what` names the source in the DataError for undecodable
+// data.
+void decode_image(std::span<const std::uint8_t> encoded, const ImageShape& shape,
+                  std::span<std::uint8_t> out, const std::string& what);
+
+}  // namespace tessera::datasets
