@@ -1,0 +1,958 @@
+#include "train/config.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <cstring>
+#include <functional>
+#include <limits>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <fmt/format.h>
+#include <yaml-cpp/yaml.h>
+
+#include "autograd/error.h"
+
+namespace tessera::train {
+namespace {
+
+// ---------------------------------------------------------------- names of enum values
+
+template <class E> using NameTable = std::span<const std::pair<std::string_view, E>>;
+
+constexpr std::pair<std::string_view, Pool> kPoolNames[] = {{"cls", Pool::cls},
+                                                            {"mean", Pool::mean}};
+constexpr std::pair<std::string_view, NormPlacement> kNormNames[] = {
+    {"pre", NormPlacement::pre}, {"post", NormPlacement::post}};
+constexpr std::pair<std::string_view, PosEmbed> kPosEmbedNames[] = {
+    {"learned", PosEmbed::learned}, {"sincos", PosEmbed::sincos}};
+constexpr std::pair<std::string_view, Dataset> kDatasetNames[] = {
+    {"mnist", Dataset::mnist},
+    {"fashion_mnist", Dataset::fashion_mnist},
+    {"cifar10", Dataset::cifar10},
+    {"image_folder", Dataset::image_folder},
+    {"synthetic", Dataset::synthetic}};
+constexpr std::pair<std::string_view, OptimizerName> kOptimizerNames[] = {
+    {"sgd", OptimizerName::sgd}, {"adam", OptimizerName::adam}, {"adamw", OptimizerName::adamw}};
+constexpr std::pair<std::string_view, ScheduleName> kScheduleNames[] = {
+    {"constant", ScheduleName::constant},
+    {"step", ScheduleName::step},
+    {"cosine", ScheduleName::cosine}};
+constexpr std::pair<std::string_view, DType> kPrecisionNames[] = {{"f32", DType::f32},
+                                                                  {"bf16", DType::bf16}};
+
+template <class E>
+std::string_view name_of(NameTable<E> names, E value) {
+  for (const auto& [name, v] : names)
+    if (v == value) return name;
+  return "?";
+}
+
+// ---------------------------------------------------------------- text helpers
+
+std::string join_path(std::string_view prefix, std::string_view key) {
+  return prefix.empty() ? std::string(key) : fmt::format("{}.{}", prefix, key);
+}
+
+std::vector<std::string> split_path(std::string_view path) {
+  std::vector<std::string> parts;
+  std::size_t start = 0;
+  while (true) {
+    const std::size_t dot = path.find('.', start);
+    parts.emplace_back(path.substr(start, dot - start));
+    if (dot == std::string_view::npos) return parts;
+    start = dot + 1;
+  }
+}
+
+std::string_view last_segment(std::string_view path) {
+  const std::size_t dot = path.rfind('.');
+  return dot == std::string_view::npos ? path : path.substr(dot + 1);
+}
+
+// A YAML double-quoted string: safe for any text (paths like "null" or "*x" included).
+std::string yaml_quoted(std::string_view s) {
+  std::string out = "\"";
+  for (const char ch : s) {
+    const auto c = static_cast<unsigned char>(ch);
+    switch (ch) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      case '\r': out += "\\r"; break;
+      default:
+        if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
+        else out += ch;
+    }
+  }
+  return out + "\"";
+}
+
+// Shortest text that reads back as the same double, always recognisable as a float.
+std::string format_double(double v) {
+  std::string s = fmt::format("{}", v);
+  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
+  return s;
+}
+
+template <class T>
+std::optional<T> parse_integer(std::string_view s) {
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  if (s.empty() || s.front() == '+') return std::nullopt;
+  T v{};
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::optional<double> parse_number(std::string_view s) {
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  if (s.empty() || s.front() == '+') return std::nullopt;
+  double v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(v)) return std::nullopt;
+  return v;
+}
+
+std::optional<bool> parse_bool(std::string_view s) {
+  if (s == "true" || s == "True" || s == "TRUE") return true;
+  if (s == "false" || s == "False" || s == "FALSE") return false;
+  return std::nullopt;
+}
+
+// A node as short flow YAML, for "got ..." in messages.
+std::string flow_text(const YAML::Node& n) {
+  if (!n.IsDefined() || n.IsNull()) return "null";
+  if (n.IsScalar()) {
+    const std::string& s = n.Scalar();
+    return n.Tag() != "!" && (parse_number(s) || parse_bool(s)) ? s : yaml_quoted(s);
+  }
+  std::string out = n.IsSequence() ? "[" : "{";
+  bool first = true;
+  for (const auto& item : n) {
+    if (!first) out += ", ";
+    first = false;
+    if (n.IsSequence()) out += flow_text(item);
+    else out += flow_text(item.first) + ": " + flow_text(item.second);
+    if (out.size() > 60) return out.substr(0, 57) + "...";
+  }
+  return out + (n.IsSequence() ? "]" : "}");
+}
+
+std::string describe(const YAML::Node& n) {
+  if (n.IsDefined() && n.IsSequence()) return "a list " + flow_text(n);
+  if (n.IsDefined() && n.IsMap()) return "a map " + flow_text(n);
+  return flow_text(n);
+}
+
+// Optimal string alignment distance (edits and adjacent swaps), case-insensitive.
+std::size_t edit_distance(std::string_view a, std::string_view b) {
+  const auto lower = [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); };
+  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
+  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
+  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
+  for (std::size_t i = 1; i <= a.size(); ++i)
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
+      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
+      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) && lower(a[i - 2]) == lower(b[j - 1]))
+        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
+    }
+  return d[a.size()][b.size()];
+}
+
+// The candidate a typo most plausibly meant: within about a third of the length in edits, or
+// the only candidate that starts with what was typed.
+std::optional<std::string> closest(std::string_view typed, const std::vector<std::string>& candidates) {
+  std::optional<std::string> best;
+  std::size_t best_distance = std::max<std::size_t>(1, (typed.size() + 1) / 3) + 1;
+  for (const std::string& c : candidates) {
+    const std::size_t d = edit_distance(typed, c);
+    if (d < best_distance) best = c, best_distance = d;
+  }
+  if (best) return best;
+  std::vector<std::string> starts;
+  for (const std::string& c : candidates)
+    if (typed.size() >= 3 && c.starts_with(typed)) starts.push_back(c);
+  if (starts.size() == 1) return starts.front();
+  return std::nullopt;
+}
+
+std::string did_you_mean(std::string_view typed, const std::vector<std::string>& candidates) {
+  const auto c = closest(typed, candidates);
+  return c ? fmt::format(" (did you mean {}?)", *c) : "";
+}
+
+// ---------------------------------------------------------------- error context
+
+// Where values come from: a file (marks give line:column) or one --set override.
+struct Source {
+  std::string name;           // file name or "<string>"
+  std::string override_path;  // set for --set values: messages name it instead of a line
+};
+
+[[noreturn]] void fail_at(const Source& src, const YAML::Mark& mark, std::string_view key,
+                          std::string_view message) {
+  std::string where;
+  if (!src.override_path.empty()) {
+    where = "--set " + src.override_path;
+    if (key == src.override_path) key = {};
+  } else if (!mark.is_null()) {
+    where = fmt::format("{}:{}:{}", src.name, mark.line + 1, mark.column + 1);
+  } else {
+    where = src.name;
+  }
+  throw ConfigError(key.empty() ? fmt::format("{}: {}", where, message)
+                                : fmt::format("{}: {}: {}", where, key, message));
+}
+
+// A value being parsed: its key path, its node and the position to report.
+struct Ctx {
+  const Source& src;
+  std::string key;
+  YAML::Node node;
+  YAML::Mark mark;
+
+  [[noreturn]] void fail(std::string_view message) const { fail_at(src, mark, key, message); }
+  [[noreturn]] void expected(std::string_view what) const {
+    fail(fmt::format("expected {}, got {}", what, describe(node)));
+  }
+  bool is_null() const { return !node.IsDefined() || node.IsNull(); }
+  const std::string* scalar() const { return node.IsDefined() && node.IsScalar() ? &node.Scalar() : nullptr; }
+  Ctx sub(std::string_view name, const YAML::Node& n, const YAML::Mark& fallback) const {
+    return {src, fmt::format("{}.{}", key, name), n, n.IsNull() ? fallback : n.Mark()};
+  }
+  Ctx item(std::size_t i, const YAML::Node& n) const {
+    return {src, fmt::format("{}[{}]", key, i), n, n.IsNull() ? mark : n.Mark()};
+  }
+};
+
+// ---------------------------------------------------------------- codecs: one per value kind
+// Each parses and validates a node into a value, dumps a value as flow YAML, and describes
+// its type and allowed range for the docs.
+
+template <class T>
+struct Integer {
+  T min;
+  std::string phrase() const {
+    return min == 0 ? "a non-negative integer"
+         : min == 1 ? "a positive integer"
+                    : fmt::format("an integer >= {}", min);
+  }
+  std::string type() const { return "int"; }
+  std::string range() const { return fmt::format(">= {}", min); }
+  void parse(const Ctx& c, T& out) const {
+    const std::optional<T> v = c.scalar() ? parse_integer<T>(*c.scalar()) : std::nullopt;
+    if (!v || *v < min) c.expected(phrase());
+    out = *v;
+  }
+  std::string dump(T v) const { return fmt::format("{}", v); }
+};
+
+struct Number {
+  double low;
+  bool low_closed;
+  std::optional<double> high;
+  bool high_closed;
+
+  bool contains(double v) const {
+    if (low_closed ? v < low : v <= low) return false;
+    return !high || (high_closed ? v <= *high : v < *high);
+  }
+  std::string phrase() const {
+    if (std::isinf(low)) return "a number";
+    if (!high && low == 0) return low_closed ? "a non-negative number" : "a positive number";
+    return "a number in " + range();
+  }
+  std::string type() const { return "float"; }
+  std::string range() const {
+    if (!high) return fmt::format("{} {}", low_closed ? ">=" : ">", low);
+    return fmt::format("{}{}, {}{}", low_closed ? '[' : '(', low, *high, high_closed ? ']' : ')');
+  }
+  double read(const Ctx& c) const {
+    const std::optional<double> v = c.scalar() ? parse_number(*c.scalar()) : std::nullopt;
+    if (!v || !contains(*v)) c.expected(phrase());
+    return *v;
+  }
+  void parse(const Ctx& c, double& out) const { out = read(c); }
+  std::string dump(double v) const { return format_double(v); }
+};
+
+constexpr Number kPositive{0, false, std::nullopt, false};
+constexpr Number kNonNegative{0, true, std::nullopt, false};
+constexpr Number kProbability{0, true, 1.0, false};  // [0, 1): rates that must leave something
+constexpr Number kFactor{0, false, 1.0, true};       // (0, 1]
+constexpr Number kAnyNumber{-std::numeric_limits<double>::infinity(), false, std::nullopt, false};
+
+struct Boolean {
+  std::string type() const { return "bool"; }
+  std::string range() const { return "true | false"; }
+  void parse(const Ctx& c, bool& out) const {
+    const std::optional<bool> v = c.scalar() ? parse_bool(*c.scalar()) : std::nullopt;
+    if (!v) c.expected("true or false");
+    out = *v;
+  }
+  std::string dump(bool v) const { return v ? "true" : "false"; }
+};
+
+template <class E>
+struct Choice {
+  NameTable<E> names;
+  std::vector<std::string> list() const {
+    std::vector<std::string> out;
+    for (const auto& [name, v] : names) out.emplace_back(name);
+    return out;
+  }
+  std::string type() const { return "string"; }
+  std::string range() const { return fmt::format("{}", fmt::join(list(), " | ")); }
+  void parse(const Ctx& c, E& out) const {
+    if (const std::string* s = c.scalar())
+      for (const auto& [name, v] : names)
+        if (name == *s) {
+          out = v;
+          return;
+        }
+    c.fail(fmt::format("expected one of {}, got {}{}", fmt::join(list(), ", "), describe(c.node),
+                       c.scalar() ? did_you_mean(*c.scalar(), list()) : ""));
+  }
+  std::string dump(E v) const { return std::string(name_of(names, v)); }
+};
+
+struct Path {
+  std::string type() const { return "path"; }
+  std::string range() const { return ""; }
+  void parse(const Ctx& c, std::filesystem::path& out) const {
+    if (!c.scalar()) c.expected("a path");
+    out = *c.scalar();
+  }
+  std::string dump(const std::filesystem::path& p) const { return yaml_quoted(p.string()); }
+};
+
+struct Preset {
+  std::string type() const { return "string or null"; }
+  std::string range() const { return fmt::format("{}", fmt::join(model_preset_names(), " | ")); }
+  void parse(const Ctx& c, std::optional<std::string>& out) const {
+    if (c.is_null()) {
+      out.reset();
+      return;
+    }
+    const auto names = model_preset_names();
+    if (const std::string* s = c.scalar())
+      if (std::find(names.begin(), names.end(), *s) != names.end()) {
+        out = *s;
+        return;
+      }
+    c.fail(fmt::format("expected a preset ({}) or null, got {}{}", fmt::join(names, ", "),
+                       describe(c.node), c.scalar() ? did_you_mean(*c.scalar(), names) : ""));
+  }
+  std::string dump(const std::optional<std::string>& p) const { return p ? yaml_quoted(*p) : "null"; }
+};
+
+struct ImageSize {
+  std::string type() const { return "int or [height, width]"; }
+  std::string range() const { return ">= 1"; }
+  void parse(const Ctx& c, std::array<std::int64_t, 2>& out) const {
+    constexpr Integer<std::int64_t> side{1};
+    const auto wrong = [&] { c.expected("a positive integer or [height, width]"); };
+    if (c.scalar()) {
+      const auto v = parse_integer<std::int64_t>(*c.scalar());
+      if (!v || *v < 1) wrong();
+      out = {*v, *v};
+    } else if (c.node.IsDefined() && c.node.IsSequence()) {
+      if (c.node.size() != 2) wrong();
+      std::array<std::int64_t, 2> hw{};
+      for (std::size_t i = 0; i < 2; ++i) side.parse(c.item(i, c.node[i]), hw[i]);
+      out = hw;
+    } else {
+      wrong();
+    }
+  }
+  std::string dump(const std::array<std::int64_t, 2>& hw) const {
+    return hw[0] == hw[1] ? fmt::format("{}", hw[0]) : fmt::format("[{}, {}]", hw[0], hw[1]);
+  }
+};
+
+struct Betas {
+  std::string type() const { return "[float, float]"; }
+  std::string range() const { return "each in [0, 1)"; }
+  void parse(const Ctx& c, std::array<double, 2>& out) const {
+    if (!c.node.IsDefined() || !c.node.IsSequence() || c.node.size() != 2)
+      c.expected("[beta1, beta2], each in [0, 1)");
+    std::array<double, 2> b{};
+    for (std::size_t i = 0; i < 2; ++i) b[i] = kProbability.read(c.item(i, c.node[i]));
+    out = b;
+  }
+  std::string dump(const std::array<double, 2>& b) const {
+    return fmt::format("[{}, {}]", format_double(b[0]), format_double(b[1]));
+  }
+};
+
+struct NormalizeCodec {
+  std::string type() const { return "auto, none or {mean: [float], std: [float]}"; }
+  std::string range() const { return "std > 0; mean and std of one length"; }
+
+  static std::vector<double> floats(const Ctx& c, const Number& rule) {
+    if (!c.node.IsDefined() || !c.node.IsSequence() || c.node.size() == 0)
+      c.expected("a non-empty list of numbers, one per channel");
+    std::vector<double> out;
+    for (std::size_t i = 0; i < c.node.size(); ++i) out.push_back(rule.read(c.item(i, c.node[i])));
+    return out;
+  }
+
+  void parse(const Ctx& c, Normalize& out) const {
+    constexpr std::string_view kWhat = "auto, none or a map {mean: [...], std: [...]}";
+    if (const std::string* s = c.scalar()) {
+      if (*s == "auto") out = Normalize{};
+      else if (*s == "none") out = Normalize{Normalize::Mode::none, {}, {}};
+      else c.expected(kWhat);
+      return;
+    }
+    if (!c.node.IsDefined() || !c.node.IsMap()) c.expected(kWhat);
+    // YAML::Node assignment writes through to the document, so slots are constructed once.
+    std::optional<YAML::Node> mean, stddev;
+    for (const auto& kv : c.node) {
+      const std::string name = kv.first.IsScalar() ? kv.first.Scalar() : flow_text(kv.first);
+      if (name != "mean" && name != "std")
+        fail_at(c.src, kv.first.Mark(), c.key + "." + name,
+                fmt::format("unknown key; expected mean and std{}", did_you_mean(name, {"mean", "std"})));
+      std::optional<YAML::Node>& slot = name == "mean" ? mean : stddev;
+      if (slot) fail_at(c.src, kv.first.Mark(), c.key + "." + name, "duplicate key");
+      slot.emplace(kv.second);
+    }
+    if (!mean || !stddev)
+      c.fail(fmt::format("a custom normalization needs both mean and std, got {}", describe(c.node)));
+    Normalize n{Normalize::Mode::custom, {}, {}};
+    n.mean = floats(c.sub("mean", *mean, c.mark), kAnyNumber);
+    const Ctx std_ctx = c.sub("std", *stddev, c.mark);
+    n.stddev = floats(std_ctx, kPositive);
+    if (n.mean.size() != n.stddev.size())
+      std_ctx.fail(fmt::format("has {} values but mean has {}; give one per channel",
+                               n.stddev.size(), n.mean.size()));
+    out = std::move(n);
+  }
+  std::string dump(const Normalize& n) const {
+    switch (n.mode) {
+      case Normalize::Mode::dataset: return "auto";
+      case Normalize::Mode::none: return "none";
+      case Normalize::Mode::custom: break;
+    }
+    std::vector<std::string> m, s;
+    for (double v : n.mean) m.push_back(format_double(v));
+    for (double v : n.stddev) s.push_back(format_double(v));
+    return fmt::format("{{mean: [{}], std: [{}]}}", fmt::join(m, ", "), fmt::join(s, ", "));
+  }
+};
+
+struct Patterns {
+  std::string type() const { return "bool or list of strings"; }
+  std::string range() const { return "glob patterns"; }
+  void parse(const Ctx& c, std::vector<std::string>& out) const {
+    if (const std::string* s = c.scalar()) {
+      const std::optional<bool> b = parse_bool(*s);
+      if (!b) c.expected("true, false or a list of parameter-name patterns");
+      out = *b ? OptimConfig{}.no_weight_decay_on : std::vector<std::string>{};
+      return;
+    }
+    if (!c.node.IsDefined() || !c.node.IsSequence())
+      c.expected("true, false or a list of parameter-name patterns");
+    std::vector<std::string> patterns;
+    for (std::size_t i = 0; i < c.node.size(); ++i) {
+      const Ctx item = c.item(i, c.node[i]);
+      if (!item.scalar() || item.scalar()->empty()) item.expected("a non-empty pattern");
+      patterns.push_back(*item.scalar());
+    }
+    out = std::move(patterns);
+  }
+  std::string dump(const std::vector<std::string>& patterns) const {
+    std::vector<std::string> q;
+    for (const std::string& p : patterns) q.push_back(yaml_quoted(p));
+    return fmt::format("[{}]", fmt::join(q, ", "));
+  }
+};
+
+struct DeviceCodec {
+  std::string type() const { return "string"; }
+  std::string range() const { return "cpu | cuda | cuda:N"; }
+  void parse(const Ctx& c, Device& out) const {
+    if (const std::string* s = c.scalar()) {
+      if (*s == "cpu") return void(out = Device::cpu());
+      if (*s == "cuda") return void(out = Device::cuda(0));
+      if (s->starts_with("cuda:"))
+        if (const auto i = parse_integer<int>(std::string_view(*s).substr(5)); i && *i >= 0)
+          return void(out = Device::cuda(*i));
+    }
+    // No spelling suggestion: "gpu" is one letter from "cpu" but means cuda.
+    const bool gpu = c.scalar() && c.scalar()->starts_with("gpu");
+    c.fail(fmt::format("expected cpu, cuda or cuda:N, got {}{}", describe(c.node),
+                       gpu ? " (did you mean cuda?)" : ""));
+  }
+  std::string dump(Device d) const {
+    return d.is_cpu() ? "cpu" : d.index == 0 ? "cuda" : fmt::format("cuda:{}", d.index);
+  }
+};
+
+// ---------------------------------------------------------------- the schema table
+
+struct Field {
+  std::string path;
+  std::string type;
+  std::string range;
+  std::string description;
+  std::function<void(TrainConfig&, const Ctx&)> parse;
+  std::function<std::string(const TrainConfig&)> dump;
+  std::function<bool(const TrainConfig&, const TrainConfig&)> equal;
+};
+
+template <class Access, class Codec>
+Field make_field(std::string path, Access access, Codec codec, std::string description) {
+  Field f{std::move(path), codec.type(), codec.range(), std::move(description), {}, {}, {}};
+  f.parse = [=](TrainConfig& cfg, const Ctx& c) { codec.parse(c, access(cfg)); };
+  f.dump = [=](const TrainConfig& cfg) { return codec.dump(access(cfg)); };
+  f.equal = [=](const TrainConfig& a, const TrainConfig& b) { return access(a) == access(b); };
+  return f;
+}
+
+// The member path is the key path: KEY(optim.lr, ...) is YAML `optim: {lr: ...}`.
+#define TESSERA_CONFIG_KEY(member, codec, description) \
+  make_field(#member, [](auto& cfg) -> auto& { return cfg.member; }, codec, description)
+
+const std::vector<Field>& fields() {
+  using I64 = Integer<std::int64_t>;
+  using Int = Integer<int>;
+  static const std::vector<Field> table = [] {
+    std::vector<Field> t;
+    const auto add = [&](Field f) { t.push_back(std::move(f)); };
+    // model
+    add(TESSERA_CONFIG_KEY(model.preset, Preset{},
+        "Start from a named architecture; keys given beside it override its values."));
+    add(TESSERA_CONFIG_KEY(model.image_size, ImageSize{},
+        "Input height and width in pixels; one int for square images."));
+    add(TESSERA_CONFIG_KEY(model.patch_size, I64{1}, "Side of the square patches the image is cut into."));
+    add(TESSERA_CONFIG_KEY(model.channels, I64{1}, "Input channels (1 for grey, 3 for RGB)."));
+    add(TESSERA_CONFIG_KEY(model.num_classes, I64{1}, "Number of output classes."));
+    add(TESSERA_CONFIG_KEY(model.dim, I64{1}, "Token width (embedding dimension)."));
+    add(TESSERA_CONFIG_KEY(model.depth, I64{1}, "Number of transformer blocks."));
+    add(TESSERA_CONFIG_KEY(model.heads, I64{1}, "Attention heads per block."));
+    add(TESSERA_CONFIG_KEY(model.mlp_dim, I64{1}, "Hidden width of each block's MLP."));
+    add(TESSERA_CONFIG_KEY(model.pool, Choice<Pool>{kPoolNames},
+        "Classify from the cls token, or from the mean of the patch tokens."));
+    add(TESSERA_CONFIG_KEY(model.dropout, kProbability,
+        "Dropout on the attention output projection and inside the MLP."));
+    add(TESSERA_CONFIG_KEY(model.emb_dropout, kProbability,
+        "Dropout on the token embeddings (after adding positions)."));
+    add(TESSERA_CONFIG_KEY(model.attn_dropout, kProbability, "Dropout on the attention weights."));
+    add(TESSERA_CONFIG_KEY(model.drop_path, kProbability,
+        "Stochastic depth: drop rate of the residual branches, rising linearly to this value at the last block."));
+    add(TESSERA_CONFIG_KEY(model.norm, Choice<NormPlacement>{kNormNames},
+        "LayerNorm placement: before (pre) or after (post) each residual branch."));
+    add(TESSERA_CONFIG_KEY(model.pos_embed, Choice<PosEmbed>{kPosEmbedNames},
+        "Position embedding: a learned table, or fixed 2-d sin-cos."));
+    add(TESSERA_CONFIG_KEY(model.layer_norm_eps, kPositive, "Epsilon of every LayerNorm."));
+    // data
+    add(TESSERA_CONFIG_KEY(data.dataset, Choice<Dataset>{kDatasetNames},
+        "The dataset; synthetic is generated in memory and needs no files (see data.synthetic)."));
+    add(TESSERA_CONFIG_KEY(data.root, Path{}, "Dataset directory; empty means data/ and the dataset name (data/mnist, data/cifar10, ...)."));
+    add(TESSERA_CONFIG_KEY(data.normalize, NormalizeCodec{},
+        "Per-channel normalization: auto (the dataset's standard mean and std), none, or explicit values."));
+    add(TESSERA_CONFIG_KEY(data.augment.random_crop_padding, I64{0},
+        "Pad training images by this many pixels and crop back at a random offset (0 = off)."));
+    add(TESSERA_CONFIG_KEY(data.augment.horizontal_flip, Boolean{},
+        "Flip training images left-right with probability 0.5."));
+    add(TESSERA_CONFIG_KEY(data.augment.random_shift, I64{0},
+        "Translate training images by up to this many pixels, filling with zeros (0 = off)."));
+    add(TESSERA_CONFIG_KEY(data.train_limit, I64{0}, "Train on the first N training samples only (0 = all)."));
+    add(TESSERA_CONFIG_KEY(data.test_limit, I64{0}, "Evaluate on the first N test samples only (0 = all)."));
+    add(TESSERA_CONFIG_KEY(data.synthetic.train_size, I64{1}, "Samples in the synthetic training set."));
+    add(TESSERA_CONFIG_KEY(data.synthetic.test_size, I64{1}, "Samples in the synthetic test set."));
+    add(TESSERA_CONFIG_KEY(data.workers, Int{0}, "Loader threads preparing batches (0 = on the training thread)."));
+    add(TESSERA_CONFIG_KEY(data.prefetch, Int{0}, "Batches prepared ahead of the training step."));
+    // optim
+    add(TESSERA_CONFIG_KEY(optim.name, Choice<OptimizerName>{kOptimizerNames}, "The optimizer."));
+    add(TESSERA_CONFIG_KEY(optim.lr, kPositive, "Peak learning rate (reached after warm-up)."));
+    add(TESSERA_CONFIG_KEY(optim.weight_decay, kNonNegative,
+        "Weight decay: decoupled for adamw, added to the gradient (L2) for sgd and adam."));
+    add(TESSERA_CONFIG_KEY(optim.momentum, kProbability, "SGD momentum."));
+    add(TESSERA_CONFIG_KEY(optim.nesterov, Boolean{}, "Use Nesterov momentum (sgd)."));
+    add(TESSERA_CONFIG_KEY(optim.betas, Betas{}, "Adam and AdamW decay rates of the moment estimates."));
+    add(TESSERA_CONFIG_KEY(optim.eps, kPositive, "Adam and AdamW denominator epsilon."));
+    add(TESSERA_CONFIG_KEY(optim.clip_grad_norm, kNonNegative,
+        "Clip the global L2 norm of all gradients to this value (0 = off)."));
+    add(TESSERA_CONFIG_KEY(optim.no_weight_decay_on, Patterns{},
+        "Parameters exempt from weight decay, as glob patterns over parameter names ('*' any run, '?' one character); true = this default, false = none."));
+    // schedule
+    add(TESSERA_CONFIG_KEY(schedule.name, Choice<ScheduleName>{kScheduleNames},
+        "Learning-rate schedule after warm-up."));
+    add(TESSERA_CONFIG_KEY(schedule.warmup_epochs, kNonNegative,
+        "Linear warm-up from 0 to optim.lr over this many epochs (fractions allowed)."));
+    add(TESSERA_CONFIG_KEY(schedule.min_lr, kNonNegative, "cosine: the final learning rate."));
+    add(TESSERA_CONFIG_KEY(schedule.step_size, Int{1}, "step: epochs between decays."));
+    add(TESSERA_CONFIG_KEY(schedule.gamma, kFactor, "step: the factor applied at each decay."));
+    // train
+    add(TESSERA_CONFIG_KEY(train.epochs, Int{1}, "Passes over the training set."));
+    add(TESSERA_CONFIG_KEY(train.batch_size, I64{1}, "Training batch size."));
+    add(TESSERA_CONFIG_KEY(train.eval_batch_size, I64{1}, "Evaluation batch size."));
+    add(TESSERA_CONFIG_KEY(train.seed, Integer<std::uint64_t>{0},
+        "Seed of every random stream: initialisation, shuffling, augmentation, dropout."));
+    add(TESSERA_CONFIG_KEY(train.threads, Int{0}, "CPU threads for the kernels (0 = all cores)."));
+    add(TESSERA_CONFIG_KEY(train.device, DeviceCodec{}, "Where to train: cpu, cuda (the first GPU) or cuda:N."));
+    add(TESSERA_CONFIG_KEY(train.output_dir, Path{},
+        "Directory for checkpoints, logs and the resolved config."));
+    add(TESSERA_CONFIG_KEY(train.eval_interval, Int{1}, "Evaluate every N epochs, and after the last."));
+    add(TESSERA_CONFIG_KEY(train.checkpoint_interval, Int{0},
+        "Save a checkpoint every N epochs (0 = only after the last)."));
+    add(TESSERA_CONFIG_KEY(train.log_interval, Int{1}, "Log the training loss every N steps."));
+    add(TESSERA_CONFIG_KEY(train.label_smoothing, kProbability, "Label smoothing of the cross-entropy loss."));
+    add(TESSERA_CONFIG_KEY(train.precision, Choice<DType>{kPrecisionNames},
+        "Compute precision: f32, or bf16 mixed precision with f32 master weights."));
+    return t;
+  }();
+  return table;
+}
+
+#undef TESSERA_CONFIG_KEY
+
+constexpr std::string_view kSections[] = {"model", "data", "optim", "schedule", "train"};
+
+const std::map<std::string, std::string>& section_summaries() {
+  static const std::map<std::string, std::string> s{
+      {"model", "The network: a Vision Transformer."},
+      {"data", "The dataset, its preprocessing and the loader."},
+      {"optim", "The optimizer."},
+      {"schedule", "The learning-rate schedule (per step, in epochs of progress)."},
+      {"train", "The run: length, batches, seed, device, outputs."}};
+  return s;
+}
+
+const Field* find_field(std::string_view path) {
+  for (const Field& f : fields())
+    if (f.path == path) return &f;
+  return nullptr;
+}
+
+// A map in the schema: a proper prefix of some key path ("data", "data.augment").
+bool is_map(std::string_view path) {
+  if (path.empty()) return true;
+  return std::any_of(fields().begin(), fields().end(), [&](const Field& f) {
+    return f.path.size() > path.size() && f.path.starts_with(path) && f.path[path.size()] == '.';
+  });
+}
+
+// Direct children (keys and maps) of a map, in schema order.
+std::vector<std::string> children_of(std::string_view prefix) {
+  std::vector<std::string> kids;
+  for (const Field& f : fields()) {
+    if (!prefix.empty() && !(f.path.starts_with(prefix) && f.path.size() > prefix.size() &&
+                             f.path[prefix.size()] == '.'))
+      continue;
+    const std::string_view rest = std::string_view(f.path).substr(prefix.empty() ? 0 : prefix.size() + 1);
+    std::string child(rest.substr(0, rest.find('.')));
+    if (std::find(kids.begin(), kids.end(), child) == kids.end()) kids.push_back(std::move(child));
+  }
+  return kids;
+}
+
+// Every key and map path, for suggestions.
+std::vector<std::string> all_paths() {
+  std::vector<std::string> paths;
+  for (const Field& f : fields()) {
+    const auto parts = split_path(f.path);
+    std::string p;
+    for (const std::string& part : parts) {
+      p = join_path(p, part);
+      if (std::find(paths.begin(), paths.end(), p) == paths.end()) paths.push_back(p);
+    }
+  }
+  return paths;
+}
+
+std::string unknown_key_message(std::string_view prefix, std::string_view key) {
+  const std::string what = prefix.empty() ? "section" : "key";
+  const std::vector<std::string> kids = children_of(prefix);
+  if (const auto c = closest(key, kids))
+    return fmt::format("unknown {}; did you mean {}?", what, join_path(prefix, *c));
+  // The right key in the wrong place, e.g. `lr` under `train`.
+  for (const std::string& p : all_paths())
+    if (last_segment(p) == key) return fmt::format("unknown {}; did you mean {}?", what, p);
+  return fmt::format("unknown {}; {} {}", what,
+                     prefix.empty() ? "the sections are" : fmt::format("the keys of {} are", prefix),
+                     fmt::join(kids, ", "));
+}
+
+// ---------------------------------------------------------------- applying YAML to a config
+
+void apply_leaf(TrainConfig& cfg, const Field& field, const Ctx& ctx) {
+  field.parse(cfg, ctx);
+  // A preset replaces the whole model; keys given with it are applied after (see apply_map).
+  if (field.path == "model.preset" && cfg.model.preset) cfg.model = model_preset(*cfg.model.preset);
+}
+
+void apply_map(TrainConfig& cfg, const YAML::Node& node, const std::string& prefix,
+               const Source& src, const YAML::Mark& mark) {
+  if (!node.IsDefined() || node.IsNull()) return;  // an empty section keeps the defaults
+  if (!node.IsMap()) {
+    const Ctx c{src, prefix, node, mark};
+    c.expected(prefix.empty() ? fmt::format("a map of sections ({})", fmt::join(kSections, ", "))
+                              : fmt::format("a map of settings ({})", fmt::join(children_of(prefix), ", ")));
+  }
+  struct Entry {
+    std::string key;
+    YAML::Node key_node;
+    YAML::Node value;
+  };
+  std::vector<Entry> entries;
+  std::map<std::string, YAML::Mark> seen;
+  for (const auto& kv : node) {
+    if (!kv.first.IsScalar())
+      fail_at(src, kv.first.Mark(), prefix,
+              fmt::format("keys must be plain names, got {}", describe(kv.first)));
+    const std::string key = kv.first.Scalar();
+    const auto [it, fresh] = seen.emplace(key, kv.first.Mark());
+    if (!fresh)
+      fail_at(src, kv.first.Mark(), join_path(prefix, key),
+              fmt::format("duplicate key (first given at {}:{})", it->second.line + 1,
+                          it->second.column + 1));
+    entries.push_back({key, kv.first, kv.second});
+  }
+  // The preset first, so that the keys beside it override its values wherever they stand.
+  // (Two passes rather than a reorder: assigning a YAML::Node writes through to the document.)
+  for (const bool presets : {true, false})
+    for (const Entry& e : entries) {
+      const std::string path = join_path(prefix, e.key);
+      if ((path == "model.preset") != presets) continue;
+      const Ctx ctx{src, path, e.value, e.value.IsNull() ? e.key_node.Mark() : e.value.Mark()};
+      if (const Field* f = find_field(path)) apply_leaf(cfg, *f, ctx);
+      else if (is_map(path)) apply_map(cfg, e.value, path, src, ctx.mark);
+      else fail_at(src, e.key_node.Mark(), path, unknown_key_message(prefix, e.key));
+    }
+}
+
+void apply_override(TrainConfig& cfg, const ConfigOverride& ov) {
+  const Source src{"--set", ov.path};
+  const YAML::Mark nowhere = YAML::Mark::null_mark();
+  const YAML::Node value = [&] {
+    try {
+      return YAML::Load(ov.value);
+    } catch (const YAML::Exception& e) {
+      fail_at(src, nowhere, ov.path, fmt::format("invalid YAML value {}: {}", yaml_quoted(ov.value), e.msg));
+    }
+  }();
+  const Ctx ctx{src, ov.path, value, nowhere};
+  if (const Field* f = find_field(ov.path)) {
+    apply_leaf(cfg, *f, ctx);
+  } else if (!ov.path.empty() && is_map(ov.path)) {
+    apply_map(cfg, value, ov.path, src, nowhere);
+  } else {
+    const auto parts = split_path(ov.path);
+    const std::string parent = ov.path.rfind('.') == std::string::npos
+                                   ? std::string()
+                                   : ov.path.substr(0, ov.path.rfind('.'));
+    const auto c = closest(ov.path, all_paths());
+    if (c) fail_at(src, nowhere, ov.path, fmt::format("unknown key; did you mean {}?", *c));
+    if (is_map(parent)) fail_at(src, nowhere, ov.path, unknown_key_message(parent, parts.back()));
+    fail_at(src, nowhere, ov.path, "unknown key");
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------- public API
+
+ConfigOverride parse_override(std::string_view assignment) {
+  const std::size_t eq = assignment.find('=');
+  const auto trim = [](std::string_view s) {
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+    while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+    return std::string(s);
+  };
+  const std::string path = eq == std::string_view::npos ? "" : trim(assignment.substr(0, eq));
+  TESSERA_CHECK(!path.empty(), ConfigError, "--set {}: expected key.path=value, e.g. optim.lr=3e-4",
+                yaml_quoted(assignment));
+  return {path, std::string(assignment.substr(eq + 1))};
+}
+
+void apply_overrides(TrainConfig& cfg, std::span<const ConfigOverride> overrides) {
+  TrainConfig out = cfg;
+  for (const ConfigOverride& ov : overrides)
+    if (ov.path == "model.preset") apply_override(out, ov);
+  for (const ConfigOverride& ov : overrides)
+    if (ov.path != "model.preset") apply_override(out, ov);
+  cfg = std::move(out);
+}
+
+TrainConfig load_config_string(std::string_view yaml, std::string_view source,
+                               std::span<const ConfigOverride> overrides) {
+  const Source src{std::string(source), ""};
+  const std::vector<YAML::Node> docs = [&] {
+    try {
+      return YAML::LoadAll(std::string(yaml));
+    } catch (const YAML::Exception& e) {
+      fail_at(src, e.mark, "", fmt::format("invalid YAML: {}", e.msg));
+    }
+  }();
+  if (docs.size() > 1)
+    fail_at(src, docs[1].Mark(), "", "expected one YAML document, found several (---)");
+  TrainConfig cfg;
+  if (!docs.empty()) apply_map(cfg, docs.front(), "", src, docs.front().Mark());
+  apply_overrides(cfg, overrides);
+  return cfg;
+}
+
+TrainConfig load_config(const std::filesystem::path& file, std::span<const ConfigOverride> overrides) {
+  std::ifstream in(file, std::ios::binary);
+  TESSERA_CHECK(in.good(), ConfigError, "load_config: cannot open config file '{}': {}",
+                file.string(), std::strerror(errno));
+  std::ostringstream text;
+  text << in.rdbuf();
+  TESSERA_CHECK(!in.bad(), ConfigError, "load_config: cannot read config file '{}'", file.string());
+  return load_config_string(text.str(), file.string(), overrides);
+}
+
+std::string dump_config(const TrainConfig& cfg) {
+  std::string out = "# Tessera training config, fully resolved (keys: docs/config.md)\n";
+  std::vector<std::string> open;  // the maps the previous key sat in
+  for (const Field& f : fields()) {
+    const std::vector<std::string> parts = split_path(f.path);
+    std::size_t common = 0;
+    while (common < open.size() && common + 1 < parts.size() && open[common] == parts[common]) ++common;
+    open.resize(common);
+    for (std::size_t i = common; i + 1 < parts.size(); ++i) {
+      out += fmt::format("{:{}}{}:\n", "", 2 * i, parts[i]);
+      open.push_back(parts[i]);
+    }
+    out += fmt::format("{:{}}{}: {}\n", "", 2 * (parts.size() - 1), parts.back(), f.dump(cfg));
+  }
+  return out;
+}
+
+std::vector<ConfigDifference> diff_configs(const TrainConfig& left, const TrainConfig& right,
+                                           std::string_view under) {
+  TESSERA_CHECK(under.empty() || find_field(under) || is_map(under), ConfigError,
+                "diff_configs: '{}' is not a config key or section{}", under,
+                did_you_mean(under, all_paths()));
+  std::vector<ConfigDifference> diffs;
+  for (const Field& f : fields()) {
+    const bool inside = under.empty() || f.path == under ||
+                        (f.path.starts_with(under) && f.path[under.size()] == '.');
+    if (inside && !f.equal(left, right)) diffs.push_back({f.path, f.dump(left), f.dump(right)});
+  }
+  return diffs;
+}
+
+std::string format_differences(const std::vector<ConfigDifference>& diffs) {
+  std::string out;
+  for (const ConfigDifference& d : diffs)
+    out += fmt::format("{}  {}: {} -> {}", out.empty() ? "" : "\n", d.path, d.left, d.right);
+  return out;
+}
+
+ModelConfig model_preset(std::string_view name) {
+  ModelConfig m;
+  const auto vit = [&](std::int64_t dim, std::int64_t heads) {
+    m.image_size = {224, 224};
+    m.patch_size = 16;
+    m.channels = 3;
+    m.num_classes = 1000;
+    m.dim = dim;
+    m.depth = 12;
+    m.heads = heads;
+    m.mlp_dim = 4 * dim;
+  };
+  if (name == "vit-tiny/16") vit(192, 3);
+  else if (name == "vit-small/16") vit(384, 6);
+  else if (name == "vit-base/16") vit(768, 12);
+  else if (name == "seed-mnist") {  // the article's MNIST example: one wide block
+    m.image_size = {28, 28};
+    m.patch_size = 7;
+    m.channels = 1;
+    m.num_classes = 10;
+    m.dim = 512;
+    m.depth = 1;
+    m.heads = 2;
+    m.mlp_dim = 1024;
+  } else {
+    const auto names = model_preset_names();
+    throw ConfigError(fmt::format("model_preset: unknown preset '{}'; the presets are {}{}", name,
+                                  fmt::join(names, ", "), did_you_mean(name, names)));
+  }
+  m.preset = std::string(name);
+  return m;
+}
+
+std::vector<std::string> model_preset_names() {
+  return {"vit-tiny/16", "vit-small/16", "vit-base/16", "seed-mnist"};
+}
+
+std::filesystem::path dataset_root(const DataConfig& data) {
+  return data.root.empty() ? std::filesystem::path("data") / std::string(to_string(data.dataset))
+                           : data.root;
+}
+
+bool glob_match(std::string_view pattern, std::string_view text) {
+  // Iterative matcher with one backtrack point: linear in practice, no recursion.
+  std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
+      ++p, ++t;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++, mark = t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1, t = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+bool excluded_from_weight_decay(const OptimConfig& optim, std::string_view parameter_name) {
+  return std::any_of(optim.no_weight_decay_on.begin(), optim.no_weight_decay_on.end(),
+                     [&](const std::string& pattern) { return glob_match(pattern, parameter_name); });
+}
+
+std::string_view to_string(Pool v) { return name_of<Pool>(kPoolNames, v); }
+std::string_view to_string(NormPlacement v) { return name_of<NormPlacement>(kNormNames, v); }
+std::string_view to_string(PosEmbed v) { return name_of<PosEmbed>(kPosEmbedNames, v); }
+std::string_view to_string(Dataset v) { return name_of<Dataset>(kDatasetNames, v); }
+std::string_view to_string(OptimizerName v) { return name_of<OptimizerName>(kOptimizerNames, v); }
+std::string_view to_string(ScheduleName v) { return name_of<ScheduleName>(kScheduleNames, v); }
+
+const std::vector<ConfigKey>& config_schema() {
+  static const std::vector<ConfigKey> schema = [] {
+    const TrainConfig defaults;
+    std::vector<ConfigKey> keys;
+    for (const Field& f : fields())
+      keys.push_back({f.path, f.type, f.range, f.dump(defaults), f.description});
+    return keys;
+  }();
+  return schema;
+}
+
+std::string config_reference_markdown() {
+  // GitHub tables need '|' escaped even inside code spans.
+  const auto cell = [](std::string_view s) {
+    std::string out;
+    for (const char c : s) out += c == '|' ? std::string("\\|") : std::string(1, c);
+    return out;
+  };
+  std::string out;
+  for (const std::string_view section : kSections) {
+    out += fmt::format("### `{}`\n\n{}\n\n", section, section_summaries().at(std::string(section)));
+    out += "| Key | Type | Default | Allowed | Meaning |\n|---|---|---|---|---|\n";
+    for (const ConfigKey& k : config_schema()) {
+      if (!k.path.starts_with(section) || k.path[section.size()] != '.') continue;
+      out += fmt::format("| `{}` | {} | `{}` | {} | {} |\n", k.path, cell(k.type), cell(k.default_value),
+                         k.range.empty() ? "" : cell(k.range), cell(k.description));
+    }
+    out += "\n";
+  }
+  return out;
+}
+
+}  // namespace tessera::train
