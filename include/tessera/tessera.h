@@ -11,3 +11,4 @@
 #include "nn/module.h"
 #include "nn/transformer.h"
 #include "ops/ops.h"
+#include "optim/optim.h"
