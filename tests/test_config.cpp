@@ -316,7 +316,10 @@ BOOST_AUTO_TEST_CASE(out_of_range_values_are_errors) {
   BOOST_TEST(contains(load_error("optim: {lr: .inf}"), "optim.lr: expected a positive number"));
   BOOST_TEST(contains(load_error("optim: {lr: nan}"), "optim.lr: expected a positive number"));
   BOOST_TEST(contains(load_error("train: {seed: -1}"), "train.seed: expected a non-negative integer, got -1"));
-  BOOST_TEST(contains(load_error("train: {threads: 99999999999}"), "train.threads: expected a non-negative integer"));
+  BOOST_TEST(contains(load_error("train: {threads: 99999999999}"),
+                      "train.threads: expected a non-negative integer no larger than 2147483647, got 99999999999"));
+  BOOST_TEST(contains(load_error("train: {seed: 18446744073709551616}"),
+                      "train.seed: expected a non-negative integer no larger than 18446744073709551615"));
   BOOST_TEST(load_error("model:\n  image_size: [28, 0]\n") ==
              "config.yaml:2:20: model.image_size[1]: expected a positive integer, got 0");
   BOOST_TEST(load_error("model:\n  image_size: [28]\n") ==

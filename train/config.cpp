@@ -111,6 +111,12 @@ std::optional<T> parse_integer(std::string_view s) {
   return v;
 }
 
+// Digits that parse_integer refused: an integer beyond the type's range.
+bool too_large_integer(std::string_view s) {
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
 std::optional<double> parse_number(std::string_view s) {
   if (!s.empty() && s.front() == '+') s.remove_prefix(1);
   if (s.empty() || s.front() == '+') return std::nullopt;
@@ -249,6 +255,8 @@ struct Integer {
   std::string range() const { return fmt::format(">= {}", min); }
   void parse(const Ctx& c, T& out) const {
     const std::optional<T> v = c.scalar() ? parse_integer<T>(*c.scalar()) : std::nullopt;
+    if (!v && c.scalar() && too_large_integer(*c.scalar()))
+      c.expected(fmt::format("{} no larger than {}", phrase(), std::numeric_limits<T>::max()));
     if (!v || *v < min) c.expected(phrase());
     out = *v;
   }

@@ -181,19 +181,21 @@ TensorEntry parse_entry(const InputFile& f, const std::string& name, const json&
       f.fail("tensor \"{}\": shape {} has a dimension too large", name, brief(shape));
     e.shape.push_back(static_cast<std::int64_t>(n));
   }
-  // The byte size, refusing products that overflow (an empty tensor is 0 bytes whatever
-  // its other dimensions).
-  std::uint64_t bytes = 0;
-  if (std::find(e.shape.begin(), e.shape.end(), 0) == e.shape.end()) {
-    const std::uint64_t limit = std::numeric_limits<std::int64_t>::max() / dtype_size(e.dtype);
-    std::uint64_t numel = 1;
-    for (const std::int64_t n : e.shape) {
-      if (numel > limit / static_cast<std::uint64_t>(n))
-        f.fail("tensor \"{}\": shape {} is too large", name, brief(shape));
-      numel *= static_cast<std::uint64_t>(n);
+  // The element count must fit a tensor (int64) even when a zero makes it empty, since
+  // shapes are multiplied out elsewhere; the byte size must fit as well.
+  const std::uint64_t limit = std::numeric_limits<std::int64_t>::max() / dtype_size(e.dtype);
+  std::uint64_t numel = 1;
+  bool empty_tensor = false;
+  for (const std::int64_t n : e.shape) {
+    if (n == 0) {
+      empty_tensor = true;
+      continue;
     }
-    bytes = numel * dtype_size(e.dtype);
+    if (numel > limit / static_cast<std::uint64_t>(n))
+      f.fail("tensor \"{}\": shape {} is too large", name, brief(shape));
+    numel *= static_cast<std::uint64_t>(n);
   }
+  const std::uint64_t bytes = empty_tensor ? 0 : numel * dtype_size(e.dtype);
 
   const json& offsets = j["data_offsets"];
   if (!offsets.is_array() || offsets.size() != 2)
