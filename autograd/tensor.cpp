@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "autograd/bf16.h"
 #include "autograd/tape.h"
@@ -11,7 +12,12 @@ namespace tessera {
 
 std::int64_t shape_numel(const Shape& shape) {
   std::int64_t n = 1;
-  for (std::int64_t d : shape) n *= d;
+  for (std::int64_t d : shape) {
+    TESSERA_CHECK(d >= 0, ShapeError, "shape {} has a negative dimension", shape_str(shape));
+    TESSERA_CHECK(d == 0 || n <= std::numeric_limits<std::int64_t>::max() / d, ShapeError,
+                  "shape {} has more elements than fit in 64 bits", shape_str(shape));
+    n *= d;
+  }
   return n;
 }
 
@@ -198,7 +204,7 @@ Tensor& Tensor::fill_(double value) {
   }
   Tensor self = *this;
   if (value == 0.0) {
-    std::memset(raw_data(), 0, nbytes());
+    if (nbytes() > 0) std::memset(raw_data(), 0, nbytes());
   } else {
     fill_each(self, [value](std::int64_t) { return value; });
   }
