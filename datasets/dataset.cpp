@@ -209,4 +209,13 @@ std::vector<std::int64_t> class_counts(const Dataset& dataset) {
   return counts;
 }
 
+SubsetDataset::SubsetDataset(DatasetPtr base, std::int64_t count) : base_(std::move(base)), count_(count) {
+  TESSERA_CHECK(base_ != nullptr, ConfigError, "SubsetDataset: no dataset given");
+  TESSERA_CHECK(count > 0 && count <= base_->size(), ConfigError,
+                "{}: a subset of {} samples is not possible (the dataset has {})", base_->name(), count,
+                base_->size());
+}
+
+std::string SubsetDataset::name() const { return fmt::format("{}[:{}]", base_->name(), count_); }
+
 }  // namespace tessera::datasets

@@ -129,6 +129,27 @@ class InMemoryDataset final : public Dataset {
   std::vector<std::int32_t> labels_;
 };
 
+// The first `count` samples of another dataset (train_limit / test_limit in a config).
+class SubsetDataset final : public Dataset {
+ public:
+  // ConfigError unless 0 < count <= base->size().
+  SubsetDataset(DatasetPtr base, std::int64_t count);
+  std::string name() const override;
+  std::int64_t size() const override { return count_; }
+  std::int64_t num_classes() const override { return base_->num_classes(); }
+  ImageShape image_shape() const override { return base_->image_shape(); }
+  std::vector<std::string> class_names() const override { return base_->class_names(); }
+  Fingerprint fingerprint() const override { return base_->fingerprint(); }
+
+ protected:
+  std::int64_t label_at(std::int64_t i) const override { return base_->label(i); }
+  void read_image_at(std::int64_t i, std::span<std::uint8_t> out) const override { base_->read_image(i, out); }
+
+ private:
+  DatasetPtr base_;
+  std::int64_t count_;
+};
+
 // Per-channel mean and standard deviation of the pixel values scaled to [0, 1], over the
 // whole dataset (population std): the arguments of transforms::normalize. Computed exactly
 // from per-channel histograms of the uint8 values.

@@ -860,40 +860,58 @@ std::string format_differences(const std::vector<ConfigDifference>& diffs) {
 }
 
 ModelConfig model_preset(std::string_view name) {
-  ModelConfig m;
-  const auto vit = [&](std::int64_t dim, std::int64_t heads) {
-    m.image_size = {224, 224};
-    m.patch_size = 16;
-    m.channels = 3;
-    m.num_classes = 1000;
-    m.dim = dim;
-    m.depth = 12;
-    m.heads = heads;
-    m.mlp_dim = 4 * dim;
-  };
-  if (name == "vit-tiny/16") vit(192, 3);
-  else if (name == "vit-small/16") vit(384, 6);
-  else if (name == "vit-base/16") vit(768, 12);
-  else if (name == "seed-mnist") {  // the article's MNIST example: one wide block
-    m.image_size = {28, 28};
-    m.patch_size = 7;
-    m.channels = 1;
-    m.num_classes = 10;
-    m.dim = 512;
-    m.depth = 1;
-    m.heads = 2;
-    m.mlp_dim = 1024;
-  } else {
-    const auto names = model_preset_names();
+  const auto names = model_preset_names();
+  if (std::find(names.begin(), names.end(), name) == names.end())
     throw ConfigError(fmt::format("model_preset: unknown preset '{}'; the presets are {}{}", name,
                                   fmt::join(names, ", "), did_you_mean(name, names)));
-  }
+  ModelConfig m = from_vit_config(models::ViTConfig::preset(std::string(name)));
   m.preset = std::string(name);
   return m;
 }
 
-std::vector<std::string> model_preset_names() {
-  return {"vit-tiny/16", "vit-small/16", "vit-base/16", "seed-mnist"};
+std::vector<std::string> model_preset_names() { return models::ViTConfig::preset_names(); }
+
+models::ViTConfig to_vit_config(const ModelConfig& m) {
+  models::ViTConfig c;
+  c.image_h = m.image_size[0];
+  c.image_w = m.image_size[1];
+  c.patch_size = m.patch_size;
+  c.channels = m.channels;
+  c.num_classes = m.num_classes;
+  c.dim = m.dim;
+  c.depth = m.depth;
+  c.heads = m.heads;
+  c.mlp_dim = m.mlp_dim;
+  c.pool = m.pool == Pool::cls ? models::Pool::cls : models::Pool::mean;
+  c.dropout = m.dropout;
+  c.emb_dropout = m.emb_dropout;
+  c.attn_dropout = m.attn_dropout;
+  c.drop_path = m.drop_path;
+  c.norm = m.norm == NormPlacement::pre ? nn::NormPlacement::pre : nn::NormPlacement::post;
+  c.pos_embed = m.pos_embed == PosEmbed::learned ? models::PosEmbed::learned : models::PosEmbed::sincos;
+  c.layer_norm_eps = m.layer_norm_eps;
+  return c;
+}
+
+ModelConfig from_vit_config(const models::ViTConfig& c) {
+  ModelConfig m;
+  m.image_size = {c.image_h, c.image_w};
+  m.patch_size = c.patch_size;
+  m.channels = c.channels;
+  m.num_classes = c.num_classes;
+  m.dim = c.dim;
+  m.depth = c.depth;
+  m.heads = c.heads;
+  m.mlp_dim = c.mlp_dim;
+  m.pool = c.pool == models::Pool::cls ? Pool::cls : Pool::mean;
+  m.dropout = c.dropout;
+  m.emb_dropout = c.emb_dropout;
+  m.attn_dropout = c.attn_dropout;
+  m.drop_path = c.drop_path;
+  m.norm = c.norm == nn::NormPlacement::pre ? NormPlacement::pre : NormPlacement::post;
+  m.pos_embed = c.pos_embed == models::PosEmbed::learned ? PosEmbed::learned : PosEmbed::sincos;
+  m.layer_norm_eps = c.layer_norm_eps;
+  return m;
 }
 
 std::filesystem::path dataset_root(const DataConfig& data) {

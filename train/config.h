@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "autograd/dtype.h"
+#include "models/vit.h"
 
 namespace tessera::train {
 
@@ -201,6 +202,9 @@ std::string format_differences(const std::vector<ConfigDifference>& diffs);
 // `preset` set. Throws ConfigError for an unknown name.
 ModelConfig model_preset(std::string_view name);
 std::vector<std::string> model_preset_names();
+// The model section as the model's own config, and back (preset aside).
+models::ViTConfig to_vit_config(const ModelConfig& m);
+ModelConfig from_vit_config(const models::ViTConfig& c);
 
 // The dataset directory: data.root, or data/<dataset> when root is empty.
 std::filesystem::path dataset_root(const DataConfig& data);
