@@ -354,6 +354,7 @@ GPU_TEST_CASE(reductions_match_cpu) {
   check_parity([](const std::vector<Tensor>& v) { return sum(v[0], {1}); }, {in({3, 5000, 2}, 8)}, 1e-4, 1e-4);
   check_parity([](const std::vector<Tensor>& v) { return sum(v[0], {0}); }, {in({70000, 3}, 9)}, 1e-4, 1e-4);
   check_parity([](const std::vector<Tensor>& v) { return sum(v[0], {1}); }, {in({200, 3000}, 10)}, 1e-4, 1e-4);
+  check_parity([](const std::vector<Tensor>& v) { return sum(v[0]); }, {in({300000}, 15)}, 1e-4, 1e-3);
   check_parity([](const std::vector<Tensor>& v) { return max(v[0], {1}); }, {in({4, 100}, 11)}, kExact32, 0);
   check_parity([](const std::vector<Tensor>& v) { return argmax(v[0], 0); }, {in({100, 7}, 12)}, kExact32, 0);
   check_parity([](const std::vector<Tensor>& v) { return sum_to(v[0], {3, 1, 5}); }, {in({2, 3, 4, 5}, 13)}, 1e-5,

@@ -11,7 +11,8 @@ using dev::kThreads;
 
 // x (nb, C, H, W) -> col (nb, C, KH, KW, OH, OW) or, rows_layout, (nb, OH, OW, C, KH, KW).
 template <class T>
-__global__ void im2col_kernel(const T* x, T* col, i64 total, ConvGeometry g, bool rows_layout) {
+__global__ void __launch_bounds__(dev::kThreads)
+im2col_kernel(const T* x, T* col, i64 total, ConvGeometry g, bool rows_layout) {
   TESSERA_GRID_LOOP(t, total) {
     i64 r = t, kw, kh, c, ow, oh;
     if (rows_layout) {
@@ -36,7 +37,8 @@ __global__ void im2col_kernel(const T* x, T* col, i64 total, ConvGeometry g, boo
 
 // dx (nb, C, H, W) = sum of the col (nb, C*KH*KW, OH*OW) taps that read each pixel.
 template <class T>
-__global__ void col2im_kernel(const T* col, T* dx, i64 total, ConvGeometry g) {
+__global__ void __launch_bounds__(dev::kThreads)
+col2im_kernel(const T* col, T* dx, i64 total, ConvGeometry g) {
   const i64 P = g.OH * g.OW;
   TESSERA_GRID_LOOP(t, total) {
     const i64 w = t % g.W;

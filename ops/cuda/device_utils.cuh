@@ -12,7 +12,8 @@ namespace tessera::cuda::dev {
 
 using launch::i64;
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 256;      // grid-stride kernels
+constexpr int kMaxRowThreads = 1024;  // one-block-per-row kernels (see row_threads)
 // Grid-stride loops cover the rest; 2^16 blocks of 256 threads saturate any current GPU.
 constexpr i64 kMaxBlocks = 65536;
 
@@ -97,7 +98,7 @@ inline int row_threads(i64 len) {
   if (len <= 128) return 128;
   if (len <= 256) return 256;
   if (len <= 2048) return 512;
-  return 1024;
+  return kMaxRowThreads;
 }
 
 // Offsets of output element i in each operand of a plan.

@@ -24,12 +24,14 @@ __device__ __forceinline__ T apply_binary(Bin op, T x, T y) {
 
 // sa, sb in {0, 1}: a scalar operand is read at index 0 for every element.
 template <class T>
-__global__ void binary_flat_kernel(Bin op, const T* a, const T* b, T* o, i64 n, i64 sa, i64 sb) {
+__global__ void __launch_bounds__(dev::kThreads)
+binary_flat_kernel(Bin op, const T* a, const T* b, T* o, i64 n, i64 sa, i64 sb) {
   TESSERA_GRID_LOOP(i, n) o[i] = apply_binary(op, a[i * sa], b[i * sb]);
 }
 
 template <class T>
-__global__ void binary_plan_kernel(Bin op, const T* a, const T* b, T* o, i64 n, Plan<2> plan) {
+__global__ void __launch_bounds__(dev::kThreads)
+binary_plan_kernel(Bin op, const T* a, const T* b, T* o, i64 n, Plan<2> plan) {
   TESSERA_GRID_LOOP(i, n) {
     i64 off[2];
     dev::plan_offsets<2>(plan, i, off);
@@ -114,12 +116,14 @@ __device__ __forceinline__ T unary_derivative(Un op, T x, T alpha, T beta, T alp
 }
 
 template <class T>
-__global__ void unary_forward_kernel(Un op, const T* x, T* y, i64 n, T alpha, T beta) {
+__global__ void __launch_bounds__(dev::kThreads)
+unary_forward_kernel(Un op, const T* x, T* y, i64 n, T alpha, T beta) {
   TESSERA_GRID_LOOP(i, n) y[i] = unary_value(op, x[i], alpha, beta);
 }
 
 template <class T>
-__global__ void unary_backward_kernel(Un op, const T* x, const T* dy, T* dx, i64 n, T alpha, T beta,
+__global__ void __launch_bounds__(dev::kThreads)
+unary_backward_kernel(Un op, const T* x, const T* dy, T* dx, i64 n, T alpha, T beta,
                                       T alpha_m1) {
   TESSERA_GRID_LOOP(i, n) dx[i] = dy[i] * unary_derivative(op, x[i], alpha, beta, alpha_m1);
 }
@@ -137,7 +141,8 @@ __device__ __forceinline__ bool nonzero(Elem t, const void* p, i64 i) {
 }
 
 template <class T>
-__global__ void where_kernel(Elem cond_t, const void* cond, const T* a, const T* b, T* o, i64 n,
+__global__ void __launch_bounds__(dev::kThreads)
+where_kernel(Elem cond_t, const void* cond, const T* a, const T* b, T* o, i64 n,
                              Plan<3> plan) {
   TESSERA_GRID_LOOP(i, n) {
     i64 off[3];
@@ -176,14 +181,16 @@ __device__ __forceinline__ void store_from_double(Elem t, void* p, i64 i, double
   }
 }
 
-__global__ void cast_kernel(Elem from, Elem to, const void* x, void* out, i64 n) {
+__global__ void __launch_bounds__(dev::kThreads)
+cast_kernel(Elem from, Elem to, const void* x, void* out, i64 n) {
   TESSERA_GRID_LOOP(i, n) store_from_double(to, out, i, load_as_double(from, x, i));
 }
 
 // ---- in-place updates
 
 template <class T>
-__global__ void axpy_kernel(T* d, const T* s, i64 n, T alpha, bool unit) {
+__global__ void __launch_bounds__(dev::kThreads)
+axpy_kernel(T* d, const T* s, i64 n, T alpha, bool unit) {
   if (unit) {
     TESSERA_GRID_LOOP(i, n) d[i] += s[i];
   } else {
@@ -192,19 +199,22 @@ __global__ void axpy_kernel(T* d, const T* s, i64 n, T alpha, bool unit) {
 }
 
 template <class T>
-__global__ void scale_kernel(T* d, i64 n, T factor) {
+__global__ void __launch_bounds__(dev::kThreads)
+scale_kernel(T* d, i64 n, T factor) {
   TESSERA_GRID_LOOP(i, n) d[i] *= factor;
 }
 
 // ---- strided copies
 
 template <class U>
-__global__ void strided_copy_kernel(const U* x, i64 base, U* out, i64 n, Plan<1> plan) {
+__global__ void __launch_bounds__(dev::kThreads)
+strided_copy_kernel(const U* x, i64 base, U* out, i64 n, Plan<1> plan) {
   TESSERA_GRID_LOOP(i, n) out[i] = x[base + dev::plan_offset(plan, i)];
 }
 
 template <class U, bool kAccumulate>
-__global__ void strided_assign_kernel(const U* src, U* out, i64 base, i64 n, Plan<1> plan) {
+__global__ void __launch_bounds__(dev::kThreads)
+strided_assign_kernel(const U* src, U* out, i64 base, i64 n, Plan<1> plan) {
   TESSERA_GRID_LOOP(i, n) {
     U* d = out + base + dev::plan_offset(plan, i);
     if constexpr (kAccumulate) *d += src[i];
@@ -215,7 +225,8 @@ __global__ void strided_assign_kernel(const U* src, U* out, i64 base, i64 n, Pla
 // ---- dropout
 
 template <class T>
-__global__ void dropout_kernel(const T* x, T* out, i64 n, std::uint64_t seed, std::uint64_t offset,
+__global__ void __launch_bounds__(dev::kThreads)
+dropout_kernel(const T* x, T* out, i64 n, std::uint64_t seed, std::uint64_t offset,
                                std::uint32_t threshold, T scale) {
   TESSERA_GRID_LOOP(i, n) {
     const bool keep = dropout_keep(seed, offset + static_cast<std::uint64_t>(i), threshold);

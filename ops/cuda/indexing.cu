@@ -11,7 +11,8 @@ using dev::kThreads;
 
 // out (A, n, B)
 template <class U>
-__global__ void index_select_kernel(const U* x, const i64* index, U* out, i64 A, i64 L, i64 B, i64 n) {
+__global__ void __launch_bounds__(dev::kThreads)
+index_select_kernel(const U* x, const i64* index, U* out, i64 A, i64 L, i64 B, i64 n) {
   TESSERA_GRID_LOOP(t, A * n * B) {
     const i64 b = t % B;
     const i64 i = (t / B) % n;
@@ -22,7 +23,8 @@ __global__ void index_select_kernel(const U* x, const i64* index, U* out, i64 A,
 }
 
 template <class T>
-__global__ void index_add_kernel(const T* src, const i64* index, T* out, i64 A, i64 L, i64 B, i64 n) {
+__global__ void __launch_bounds__(dev::kThreads)
+index_add_kernel(const T* src, const i64* index, T* out, i64 A, i64 L, i64 B, i64 n) {
   TESSERA_GRID_LOOP(t, A * n * B) {
     const i64 b = t % B;
     const i64 i = (t / B) % n;
@@ -34,7 +36,8 @@ __global__ void index_add_kernel(const T* src, const i64* index, T* out, i64 A, 
 
 // index and out share the shape (A, n, B)
 template <class U>
-__global__ void gather_kernel(const U* x, const i64* index, U* out, i64 A, i64 L, i64 B, i64 n) {
+__global__ void __launch_bounds__(dev::kThreads)
+gather_kernel(const U* x, const i64* index, U* out, i64 A, i64 L, i64 B, i64 n) {
   TESSERA_GRID_LOOP(t, A * n * B) {
     const i64 b = t % B;
     const i64 a = t / (B * n);
@@ -44,7 +47,8 @@ __global__ void gather_kernel(const U* x, const i64* index, U* out, i64 A, i64 L
 }
 
 template <class T>
-__global__ void scatter_add_kernel(const T* src, const i64* index, T* out, i64 A, i64 L, i64 B, i64 n) {
+__global__ void __launch_bounds__(dev::kThreads)
+scatter_add_kernel(const T* src, const i64* index, T* out, i64 A, i64 L, i64 B, i64 n) {
   TESSERA_GRID_LOOP(t, A * n * B) {
     const i64 b = t % B;
     const i64 a = t / (B * n);

@@ -81,9 +81,20 @@ int checked_axis(const char* op, int axis, const Tensor& t) {
 // out (A, B) = sum over R of x (A, R, B), into `out` (A*B elements).
 void sum_over_middle(Elem t, DType dtype, const void* x, void* out, std::int64_t A, std::int64_t R,
                      std::int64_t B) {
-  if (B == 1) return launch::sum_rows(t, x, out, A, R);
-  // Few columns and long sums: split R into S chunks so enough threads run, then sum the
-  // S partials. Deterministic, unlike atomics.
+  // Few outputs and long sums: split R into S chunks so that enough blocks (B == 1) or
+  // threads (B > 1) run, then sum the S partials. Deterministic, unlike atomics.
+  if (B == 1) {
+    constexpr std::int64_t kTargetBlocks = 1024, kMinChunk = 4096;
+    std::int64_t S = 1;
+    if (A < kTargetBlocks && R > 2 * kMinChunk)
+      S = std::min((kTargetBlocks + A - 1) / A, (R + kMinChunk - 1) / kMinChunk);
+    const std::int64_t chunk = (R + S - 1) / S;
+    S = (R + chunk - 1) / chunk;
+    if (S == 1) return launch::sum_rows(t, x, out, A, R, R);
+    Tensor partial = device_scratch(A * S, dtype);
+    launch::sum_rows(t, x, partial.raw_data(), A, R, chunk);
+    return launch::sum_rows(t, partial.raw_data(), out, A, S, S);
+  }
   constexpr std::int64_t kTargetThreads = 1 << 16;
   std::int64_t S = 1;
   if (A * B < kTargetThreads && R > 64)

@@ -56,8 +56,8 @@ void dropout(Elem t, const void* x, void* out, i64 n, std::uint64_t seed, std::u
              std::uint32_t threshold, double scale);
 
 // ---- reductions
-// out (A) = sum over R of x (A, R).
-void sum_rows(Elem t, const void* x, void* out, i64 A, i64 R);
+// out (A, S) = sums of x (A, R) over S consecutive chunks of `chunk` elements of each row.
+void sum_rows(Elem t, const void* x, void* out, i64 A, i64 R, i64 chunk);
 // out (A, S, B) = sums of x (A, R, B) over S consecutive chunks of `chunk` rows of R.
 void sum_middle(Elem t, const void* x, void* out, i64 A, i64 R, i64 B, i64 chunk);
 // Max over reduced axes: kept dims (shape, x strides) enumerate outputs in order; reduced

@@ -18,7 +18,8 @@ inline unsigned row_blocks(i64 rows) {
 // ---- softmax over the innermost axis: x, y (A, L)
 
 template <class T>
-__global__ void softmax_rows_kernel(const T* x, T* y, i64 A, i64 L, bool log) {
+__global__ void __launch_bounds__(dev::kMaxRowThreads)
+softmax_rows_kernel(const T* x, T* y, i64 A, i64 L, bool log) {
   for (i64 row = blockIdx.x; row < A; row += gridDim.x) {
     const T* xr = x + row * L;
     T* yr = y + row * L;
@@ -40,7 +41,8 @@ __global__ void softmax_rows_kernel(const T* x, T* y, i64 A, i64 L, bool log) {
 // ---- softmax over a middle axis: x, y (A, L, B), one thread per (a, b)
 
 template <class T>
-__global__ void softmax_cols_kernel(const T* x, T* y, i64 A, i64 L, i64 B, bool log) {
+__global__ void __launch_bounds__(dev::kThreads)
+softmax_cols_kernel(const T* x, T* y, i64 A, i64 L, i64 B, bool log) {
   TESSERA_GRID_LOOP(t, A * B) {
     const i64 a = t / B, b = t % B;
     const T* xc = x + a * L * B + b;
@@ -60,7 +62,8 @@ __global__ void softmax_cols_kernel(const T* x, T* y, i64 A, i64 L, i64 B, bool 
 
 // softmax: dx = y * (dy - sum(dy * y));  log-softmax: dx = dy - exp(y) * sum(dy)
 template <class T>
-__global__ void softmax_backward_rows_kernel(const T* y, const T* dy, T* dx, i64 A, i64 L, bool log) {
+__global__ void __launch_bounds__(dev::kMaxRowThreads)
+softmax_backward_rows_kernel(const T* y, const T* dy, T* dx, i64 A, i64 L, bool log) {
   for (i64 row = blockIdx.x; row < A; row += gridDim.x) {
     const T* yr = y + row * L;
     const T* gr = dy + row * L;
@@ -77,7 +80,8 @@ __global__ void softmax_backward_rows_kernel(const T* y, const T* dy, T* dx, i64
 }
 
 template <class T>
-__global__ void softmax_backward_cols_kernel(const T* y, const T* dy, T* dx, i64 A, i64 L, i64 B, bool log) {
+__global__ void __launch_bounds__(dev::kThreads)
+softmax_backward_cols_kernel(const T* y, const T* dy, T* dx, i64 A, i64 L, i64 B, bool log) {
   TESSERA_GRID_LOOP(t, A * B) {
     const i64 a = t / B, b = t % B;
     const i64 base = a * L * B + b;
@@ -94,7 +98,8 @@ __global__ void softmax_backward_cols_kernel(const T* y, const T* dy, T* dx, i64
 // ---- layer norm over the last axis: x (rows, D)
 
 template <class T>
-__global__ void layer_norm_forward_kernel(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd,
+__global__ void __launch_bounds__(dev::kMaxRowThreads)
+layer_norm_forward_kernel(const T* x, const T* w, const T* b, T* y, T* mean, T* rstd,
                                           i64 rows, i64 D, T eps) {
   for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* xr = x + row * D;
@@ -124,7 +129,8 @@ __global__ void layer_norm_forward_kernel(const T* x, const T* w, const T* b, T*
 
 // dx = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = dy * w
 template <class T>
-__global__ void layer_norm_backward_dx_kernel(const T* x, const T* w, const T* mean, const T* rstd,
+__global__ void __launch_bounds__(dev::kMaxRowThreads)
+layer_norm_backward_dx_kernel(const T* x, const T* w, const T* mean, const T* rstd,
                                               const T* dy, T* dx, i64 rows, i64 D) {
   for (i64 row = blockIdx.x; row < rows; row += gridDim.x) {
     const T* xr = x + row * D;
@@ -149,7 +155,8 @@ __global__ void layer_norm_backward_dx_kernel(const T* x, const T* w, const T* m
 
 // Partial column sums over chunks of rows: thread (s, j).
 template <class T>
-__global__ void layer_norm_backward_dwdb_kernel(const T* x, const T* mean, const T* rstd, const T* dy,
+__global__ void __launch_bounds__(dev::kThreads)
+layer_norm_backward_dwdb_kernel(const T* x, const T* mean, const T* rstd, const T* dy,
                                                 T* dw, T* db, i64 rows, i64 D, i64 S, i64 chunk) {
   TESSERA_GRID_LOOP(t, S * D) {
     const i64 j = t % D, s = t / D;
@@ -171,7 +178,8 @@ __global__ void layer_norm_backward_dwdb_kernel(const T* x, const T* mean, const
 // PyTorch's label smoothing: the target distribution is (1 - e) onehot + e / C, so
 // loss = (1 - e) (lse - x_t) + e (lse - mean(x)).
 template <class T>
-__global__ void cross_entropy_forward_kernel(const T* logits, const i64* target, T* loss, i64 N, i64 C,
+__global__ void __launch_bounds__(dev::kMaxRowThreads)
+cross_entropy_forward_kernel(const T* logits, const i64* target, T* loss, i64 N, i64 C,
                                              T smoothing, i64 ignore_index) {
   for (i64 row = blockIdx.x; row < N; row += gridDim.x) {
     const i64 t = target[row];
@@ -204,7 +212,8 @@ __global__ void cross_entropy_forward_kernel(const T* logits, const i64* target,
 
 // dlogits = dloss * (softmax - (1 - e) onehot - e / C)
 template <class T>
-__global__ void cross_entropy_backward_kernel(const T* logits, const i64* target, const T* dloss,
+__global__ void __launch_bounds__(dev::kMaxRowThreads)
+cross_entropy_backward_kernel(const T* logits, const i64* target, const T* dloss,
                                               T* dlogits, i64 N, i64 C, T smoothing, i64 ignore_index) {
   for (i64 row = blockIdx.x; row < N; row += gridDim.x) {
     const i64 t = target[row];

@@ -23,7 +23,8 @@ struct AdamParams {
 };
 
 template <class T>
-__global__ void adam_kernel(AdamTensors ts, AdamParams<T> s) {
+__global__ void __launch_bounds__(dev::kThreads)
+adam_kernel(AdamTensors ts, AdamParams<T> s) {
   const i64 total = ts.end[ts.count - 1];
   int k = 0;
   TESSERA_GRID_LOOP(i, total) {
@@ -52,7 +53,8 @@ struct SgdParams {
 };
 
 template <class T>
-__global__ void sgd_kernel(SgdTensors ts, SgdParams<T> s) {
+__global__ void __launch_bounds__(dev::kThreads)
+sgd_kernel(SgdTensors ts, SgdParams<T> s) {
   const i64 total = ts.end[ts.count - 1];
   int k = 0;
   TESSERA_GRID_LOOP(i, total) {

@@ -10,22 +10,28 @@ namespace {
 using dev::grid_for;
 using dev::kThreads;
 
-// out (A) = sum of x (A, R) over R: one block per row.
+// out (A, S) = sums of x (A, R) over S consecutive chunks of `chunk` elements of each row:
+// one block per (row, chunk).
 template <class T>
-__global__ void sum_rows_kernel(const T* x, T* out, i64 A, i64 R) {
-  for (i64 row = blockIdx.x; row < A; row += gridDim.x) {
-    const T* p = x + row * R;
-    T s = T(0);
-    for (i64 r = threadIdx.x; r < R; r += blockDim.x) s += p[r];
-    s = dev::block_reduce(s, dev::SumOp{}, T(0));
-    if (threadIdx.x == 0) out[row] = s;
+__global__ void __launch_bounds__(dev::kMaxRowThreads)
+sum_rows_kernel(const T* x, T* out, i64 A, i64 R, i64 S, i64 chunk) {
+  for (i64 task = blockIdx.x; task < A * S; task += gridDim.x) {
+    const i64 a = task / S, s = task % S;
+    const i64 r0 = s * chunk;
+    const i64 r1 = r0 + chunk < R ? r0 + chunk : R;
+    const T* p = x + a * R;
+    T acc = T(0);
+    for (i64 r = r0 + threadIdx.x; r < r1; r += blockDim.x) acc += p[r];
+    acc = dev::block_reduce(acc, dev::SumOp{}, T(0));
+    if (threadIdx.x == 0) out[task] = acc;
   }
 }
 
 // out (A, S, B): thread (a, s, b) sums x[a, r, b] for r in chunk s; neighbours read
 // neighbouring b, so the loads coalesce.
 template <class T>
-__global__ void sum_middle_kernel(const T* x, T* out, i64 A, i64 R, i64 B, i64 S, i64 chunk) {
+__global__ void __launch_bounds__(dev::kThreads)
+sum_middle_kernel(const T* x, T* out, i64 A, i64 R, i64 B, i64 S, i64 chunk) {
   TESSERA_GRID_LOOP(t, A * S * B) {
     const i64 b = t % B;
     const i64 s = (t / B) % S;
@@ -64,7 +70,8 @@ __device__ __forceinline__ void scan_group(const T* x, i64 base, const Plan<1>& 
 
 // One thread per output: for small groups.
 template <class T>
-__global__ void max_thread_kernel(const T* x, T* out, i64* argmax, i64 n_out, Plan<1> kept,
+__global__ void __launch_bounds__(dev::kThreads)
+max_thread_kernel(const T* x, T* out, i64* argmax, i64 n_out, Plan<1> kept,
                                   Plan<1> reduced, i64 group) {
   TESSERA_GRID_LOOP(o, n_out) {
     T best = dev::neg_infinity<T>();
@@ -77,7 +84,8 @@ __global__ void max_thread_kernel(const T* x, T* out, i64* argmax, i64 n_out, Pl
 
 // One warp per output.
 template <class T>
-__global__ void max_warp_kernel(const T* x, T* out, i64* argmax, i64 n_out, Plan<1> kept,
+__global__ void __launch_bounds__(dev::kThreads)
+max_warp_kernel(const T* x, T* out, i64* argmax, i64 n_out, Plan<1> kept,
                                 Plan<1> reduced, i64 group) {
   const int lane = threadIdx.x & 31;
   const i64 warps = static_cast<i64>(gridDim.x) * (blockDim.x >> 5);
@@ -101,12 +109,14 @@ __global__ void max_warp_kernel(const T* x, T* out, i64* argmax, i64 n_out, Plan
 }
 
 template <class T>
-__global__ void scatter_add_flat_kernel(T* dst, const i64* index, const T* src, i64 n) {
+__global__ void __launch_bounds__(dev::kThreads)
+scatter_add_flat_kernel(T* dst, const i64* index, const T* src, i64 n) {
   TESSERA_GRID_LOOP(i, n) atomicAdd(dst + index[i], src[i]);
 }
 
 template <class T>
-__global__ void sum_squares_kernel(const T* x, i64 n, double* partial) {
+__global__ void __launch_bounds__(dev::kThreads)
+sum_squares_kernel(const T* x, i64 n, double* partial) {
   double s = 0.0;
   TESSERA_GRID_LOOP(i, n) {
     const double v = static_cast<double>(x[i]);
@@ -116,7 +126,8 @@ __global__ void sum_squares_kernel(const T* x, i64 n, double* partial) {
   if (threadIdx.x == 0) partial[blockIdx.x] = s;
 }
 
-__global__ void sum_doubles_kernel(const double* x, i64 n, double* out) {
+__global__ void __launch_bounds__(dev::kMaxRowThreads)
+sum_doubles_kernel(const double* x, i64 n, double* out) {
   double s = 0.0;
   for (i64 i = threadIdx.x; i < n; i += blockDim.x) s += x[i];
   s = dev::block_reduce(s, dev::SumOp{}, 0.0);
@@ -125,13 +136,16 @@ __global__ void sum_doubles_kernel(const double* x, i64 n, double* out) {
 
 }  // namespace
 
-void sum_rows(Elem t, const void* x, void* out, i64 A, i64 R) {
-  const int threads = dev::row_threads(R);
-  const unsigned blocks = static_cast<unsigned>(A < dev::kMaxBlocks ? A : dev::kMaxBlocks);
+void sum_rows(Elem t, const void* x, void* out, i64 A, i64 R, i64 chunk) {
+  const i64 S = (R + chunk - 1) / chunk;
+  const int threads = dev::row_threads(chunk);
+  const unsigned blocks = static_cast<unsigned>(A * S < dev::kMaxBlocks ? A * S : dev::kMaxBlocks);
   if (t == Elem::f32)
-    sum_rows_kernel<float><<<blocks, threads>>>(static_cast<const float*>(x), static_cast<float*>(out), A, R);
+    sum_rows_kernel<float><<<blocks, threads>>>(static_cast<const float*>(x), static_cast<float*>(out), A, R,
+                                                S, chunk);
   else
-    sum_rows_kernel<double><<<blocks, threads>>>(static_cast<const double*>(x), static_cast<double*>(out), A, R);
+    sum_rows_kernel<double><<<blocks, threads>>>(static_cast<const double*>(x), static_cast<double*>(out), A,
+                                                 R, S, chunk);
   check_launch("sum");
 }
 
@@ -193,7 +207,7 @@ int sum_squares_partial(Elem t, const void* x, i64 n, double* partial, int max_b
 }
 
 void sum_doubles(const double* x, i64 n, double* out) {
-  sum_doubles_kernel<<<1, 1024>>>(x, n, out);
+  sum_doubles_kernel<<<1, dev::kMaxRowThreads>>>(x, n, out);
   check_launch("squared_norm");
 }
 
