@@ -1,7 +1,9 @@
-// The dropout keep rule shared by the CPU and CUDA kernels, so both draw identical masks:
-// element i of a dropout with generator state (seed, offset) is kept iff
+// The dropout keep rule shared by the CPU and CUDA kernels, so both draw identical masks.
+
+// Element i of a dropout with generator state (seed, offset) is kept iff
 // to_unit(philox4x32(seed, offset + i)[0]) >= p. Everything here is constexpr and
 // header-only, so device code can call it too (nvcc --expt-relaxed-constexpr).
+
 #pragma once
 
 #include <cstdint>

@@ -1,9 +1,11 @@
-// The CUDA backend: device round trips, the device caching allocator, parity of every CUDA
-// kernel with the CPU f64 reference (public ops where they exist, else the kernels::
-// interface against reference loops written here), and gradients computed on the GPU.
-// Cases in suite `cuda_device` need a GPU and are skipped, with a line on stdout, without one.
-// Building this file with -DTESSERA_CUDA_TESTS_ON_CPU runs those cases on the CPU backend
-// instead: a check of the tests themselves on a machine without a GPU.
+// Tests of the CUDA backend: round trips, allocator, kernel parity with the CPU f64 reference, gradients.
+
+// Parity goes through the public ops where they exist, else through the kernels:: interface
+// against reference loops written here. Cases in suite `cuda_device` need a GPU and are
+// skipped, with a line on stdout, without one. Building this file with
+// -DTESSERA_CUDA_TESTS_ON_CPU runs those cases on the CPU backend instead: a check of the
+// tests themselves on a machine without a GPU.
+
 #include <cmath>
 #include <functional>
 #include <iostream>

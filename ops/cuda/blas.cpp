@@ -1,8 +1,9 @@
-// The CUDA kernels built on cuBLAS GEMMs: matmul (strided-batched, batch broadcasting as
-// zero strides, transposes as cuBLAS ops), linear, and conv2d forward/backward via im2col.
-//
+// CUDA matmul, linear and conv2d (forward and both backwards) as cuBLAS GEMMs.
+
 // cuBLAS is column-major; a row-major (R, C) matrix is its column-major transpose, so the
-// row-major C = op(A) op(B) is computed as the column-major C^T = op(B)^T op(A)^T.
+// row-major C = op(A) op(B) is computed as the column-major C^T = op(B)^T op(A)^T. Batch
+// broadcasting becomes zero batch strides, transposes become cuBLAS ops: no copies.
+
 #include <algorithm>
 #include <climits>
 #include <type_traits>

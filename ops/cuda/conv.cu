@@ -1,6 +1,7 @@
-// CUDA im2col / col2im for conv2d: the convolution itself is a cuBLAS GEMM over these
-// column buffers (ops/cuda/blas.cpp). col2im gathers (one thread per input pixel), so the
-// backward is deterministic without atomics.
+// CUDA im2col / col2im: the column buffers that turn conv2d into GEMMs (ops/cuda/blas.cpp).
+
+// col2im gathers (one thread per input pixel), so the backward is deterministic without atomics.
+
 #include "ops/cuda/device_utils.cuh"
 
 namespace tessera::cuda::launch {

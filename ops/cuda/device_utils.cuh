@@ -1,5 +1,4 @@
-// Device-side helpers shared by the CUDA kernels: launch geometry, typed math overloads,
-// warp/block reductions, and plan-based offset computation.
+// Device-side helpers for the CUDA kernels: launch geometry, typed math, block reductions, plans.
 #pragma once
 
 #include <cstdint>
@@ -29,8 +28,9 @@ __device__ __forceinline__ i64 global_index() {
 }
 __device__ __forceinline__ i64 grid_stride() { return static_cast<i64>(gridDim.x) * blockDim.x; }
 
-#define TESSERA_GRID_LOOP(i, n) \
-  for (::tessera::cuda::launch::i64 i = ::tessera::cuda::dev::global_index(); i < (n); i += ::tessera::cuda::dev::grid_stride())
+#define TESSERA_GRID_LOOP(i, n)                                                   \
+  for (::tessera::cuda::launch::i64 i = ::tessera::cuda::dev::global_index(); i < (n); \
+       i += ::tessera::cuda::dev::grid_stride())
 
 // ---- typed math (float -> the f suffixed functions, double -> the plain ones)
 __device__ __forceinline__ float d_exp(float x) { return expf(x); }

@@ -1,5 +1,4 @@
-// CUDA elementwise kernels: broadcasting binary ops, unary math and its derivatives, where,
-// casts, in-place axpy/scale, strided copies (broadcast, permute, slices) and dropout.
+// CUDA elementwise kernels: binary, unary (+ derivatives), where, cast, axpy, strided copies, dropout.
 #include "ops/cuda/device_utils.cuh"
 #include "ops/dropout_mask.h"
 
@@ -303,23 +302,14 @@ void scale(Elem t, void* dst, i64 n, double factor) {
 }
 
 void strided_copy(std::size_t elem_size, const void* x, i64 base, void* out, i64 n, const Plan<1>& plan) {
-  switch (elem_size) {
-    case 2: {
-      using U = dev::Bits<2>::type;
-      strided_copy_kernel<U><<<grid_for(n), kThreads>>>(static_cast<const U*>(x), base, static_cast<U*>(out), n, plan);
-      break;
-    }
-    case 4: {
-      using U = dev::Bits<4>::type;
-      strided_copy_kernel<U><<<grid_for(n), kThreads>>>(static_cast<const U*>(x), base, static_cast<U*>(out), n, plan);
-      break;
-    }
-    default: {
-      using U = dev::Bits<8>::type;
-      strided_copy_kernel<U><<<grid_for(n), kThreads>>>(static_cast<const U*>(x), base, static_cast<U*>(out), n, plan);
-      break;
-    }
-  }
+  auto run = [&](auto tag) {
+    using U = typename decltype(tag)::type;
+    strided_copy_kernel<U><<<grid_for(n), kThreads>>>(static_cast<const U*>(x), base, static_cast<U*>(out), n,
+                                                      plan);
+  };
+  if (elem_size == 2) run(dev::Bits<2>{});
+  else if (elem_size == 4) run(dev::Bits<4>{});
+  else run(dev::Bits<8>{});
   check_launch("strided_copy");
 }
 

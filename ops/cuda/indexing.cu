@@ -1,6 +1,8 @@
-// CUDA indexing kernels along an axis: index_select and gather, and their scatters
-// (index_add, scatter_add; atomic because indices may repeat). Indices are validated by
-// the ops; an out-of-range one is skipped (selects read as 0) rather than faulting.
+// CUDA kernels for index_select, gather and their scatters (index_add, scatter_add).
+
+// The scatters are atomic because indices may repeat. Indices are validated by the ops; an
+// out-of-range one is skipped (selects read as 0) rather than faulting the device.
+
 #include "ops/cuda/device_utils.cuh"
 
 namespace tessera::cuda::launch {

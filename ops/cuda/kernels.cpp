@@ -1,6 +1,8 @@
-// The CUDA backend's kernel API (ops/kernels.h) for everything but the GEMM-based kernels
-// (ops/cuda/blas.cpp): argument checks, shape bookkeeping and scratch buffers around the
-// launchers of ops/cuda/*.cu. Semantics match the CPU kernels of ops/cpu/.
+// tessera::cuda:: kernel API (ops/kernels.h) for all but the GEMM-based kernels: checks and launches.
+
+// Argument checks, shape bookkeeping and scratch buffers around the launchers of
+// ops/cuda/*.cu; semantics match the CPU kernels of ops/cpu/.
+
 #include <algorithm>
 #include <cmath>
 

@@ -1,10 +1,10 @@
-// The kernel launchers of the CUDA backend: plain-typed entry points (raw device pointers,
-// sizes, enums) shared by the .cu files (nvcc) and the host wrappers in ops/cuda/*.cpp,
-// which do the checks and shape work. Every launcher runs on the default stream and
-// checks the launch, throwing tessera::DeviceError naming `op` on failure.
-//
-// Axis-based kernels view a tensor as (A, L, B): the axes before the axis, the axis, and
-// the axes after it. Letters as in ops/kernels.h.
+// Plain-typed launchers of the CUDA kernels, shared by the .cu files and the host wrappers.
+
+// Raw device pointers, sizes and enums only, so nvcc never sees the host headers. Every
+// launcher runs on the default stream and checks the launch, throwing DeviceError naming
+// `op`. Axis-based kernels view a tensor as (A, L, B): the axes before the axis, the axis,
+// and the axes after it. Letters as in ops/kernels.h.
+
 #pragma once
 
 #include <cstddef>

@@ -1,6 +1,7 @@
-// CUDA kernels for softmax / log-softmax along an axis, layer norm over the last axis and
-// cross entropy with label smoothing: one block per row when the reduced axis is the
-// innermost, else one thread per (outer, inner) column.
+// CUDA softmax / log-softmax, layer norm and cross entropy (with label smoothing) kernels.
+
+// One block per row when the reduced axis is the innermost, else one thread per column.
+
 #include "ops/cuda/device_utils.cuh"
 
 namespace tessera::cuda::launch {

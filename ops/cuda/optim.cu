@@ -1,5 +1,4 @@
-// CUDA fused optimizer updates: one launch walks every element of up to kMaxOptimTensors
-// tensors (Adam/AdamW and SGD with momentum, PyTorch's update rules).
+// CUDA fused Adam/AdamW and SGD updates over many tensors per launch (PyTorch's update rules).
 #include "ops/cuda/device_utils.cuh"
 
 namespace tessera::cuda::launch {

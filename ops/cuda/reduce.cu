@@ -1,5 +1,4 @@
-// CUDA reductions: sums over rows or middle axes (deterministic, no atomics), max with the
-// index of the first maximum, the scatter of max's backward, and sums of squares in double.
+// CUDA reductions: deterministic sums, max with first-argmax, max's scatter, sums of squares.
 #include <climits>
 
 #include "ops/cuda/device_utils.cuh"

@@ -1,6 +1,4 @@
-// The CUDA runtime glue: GPU detection, the device caching allocator and device copies
-// (registered with autograd/allocator.h when the library loads and a GPU is usable),
-// status-to-exception helpers, the cuBLAS handle, and argument checks for the kernels.
+// CUDA runtime glue: GPU detection, device allocator and copies (registered at load), cuBLAS, checks.
 #include "ops/cuda/runtime.h"
 
 #include <limits>

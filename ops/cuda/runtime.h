@@ -1,6 +1,4 @@
-// Host-side plumbing shared by the CUDA backend's wrappers: CUDA/cuBLAS status checks that
-// become DeviceError, the per-thread cuBLAS handle, device scratch memory, argument checks,
-// and the stride plans that the strided kernels take.
+// Host-side helpers of the CUDA backend: status checks, cuBLAS handle, scratch memory, stride plans.
 #pragma once
 
 #include <array>
