@@ -41,7 +41,11 @@ void* raw_alloc(std::size_t bytes) {
   return p;
 }
 
-void raw_free(void* p) { cudaFree(p); }  // called from destructors: nothing to report to
+// Called from destructors and cache releases, where there is no one to report to; the error
+// is cleared so that a later check does not blame an unrelated launch for it.
+void raw_free(void* p) {
+  if (cudaFree(p) != cudaSuccess) cudaGetLastError();
+}
 
 void check_device_index(const char* op, Device d) {
   TESSERA_CHECK(d.is_cpu() || d.index == 0, DeviceError,
@@ -230,7 +234,14 @@ template launch::Plan<3> coalesced_plan<3>(const char*, const Shape&,
 
 namespace cuda::launch {
 
-void check_launch(const char* op) { check_cuda(cudaGetLastError(), op, "kernel launch"); }
+void check_launch(const char* op) {
+  const cudaError_t status = cudaGetLastError();
+  if (status != cudaSuccess) [[unlikely]]
+    throw DeviceError(fmt::format(
+        "{}: kernel launch failed: {} ({}); an error of an earlier asynchronous kernel can surface "
+        "here, CUDA_LAUNCH_BLOCKING=1 reports it at its own launch",
+        op, cudaGetErrorName(status), cudaGetErrorString(status)));
+}
 
 }  // namespace cuda::launch
 
