@@ -7,13 +7,9 @@
 #include <cmath>
 #include <cstdint>
 
+#include "autograd/philox.h"
+
 namespace tessera {
-
-std::array<std::uint32_t, 4> philox4x32(std::uint64_t key, std::uint64_t counter_lo,
-                                        std::uint64_t counter_hi = 0);
-
-// Maps 32 random bits to a float in [0, 1) using the top 24 bits (exactly representable).
-inline double to_unit(std::uint32_t bits) { return (bits >> 8) * (1.0 / 16777216.0); }
 
 struct GeneratorState {
   std::uint64_t seed = 0;

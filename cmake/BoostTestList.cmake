@@ -51,7 +51,7 @@ if(n GREATER 0)
     endif()
     if(leaf AND on STREQUAL "x*")
       string(APPEND result "add_test([=[${full}]=] \"${EXE}\" --run_test=${full} --color_output=no)\n"
-             "set_tests_properties([=[${full}]=] PROPERTIES WORKING_DIRECTORY \"${WORKDIR}\")\n")
+             "set_tests_properties([=[${full}]=] PROPERTIES WORKING_DIRECTORY \"${WORKDIR}\" SKIP_REGULAR_EXPRESSION \"SKIPPED [A-Za-z0-9_]+/\")\n")
     endif()
   endforeach()
 endif()

@@ -58,7 +58,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
                   shape_str(w.shape()));
   }
   const std::int64_t K = w.size(1), N = w.size(0);
-  const std::int64_t M = x.numel() / std::max<std::int64_t>(K, 1);
+  const std::int64_t M = shape_numel(Shape(x.shape().begin(), x.shape().end() - 1));
   Shape shape = x.shape();
   shape.back() = N;
   Tensor out = detail::empty_like_shape(shape, x);

@@ -55,7 +55,6 @@ BOOST_AUTO_TEST_CASE(binary_broadcasting) {
 
 BOOST_AUTO_TEST_CASE(eltwise) {
   const Shape s{37, 129};
-  using F = Tensor (*)(const Tensor&);
   const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> ops = {
       {"relu", [](const Tensor& x) { return relu(x); }},
       {"gelu_erf", [](const Tensor& x) { return gelu(x, GeluApprox::erf); }},

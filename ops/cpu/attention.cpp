@@ -4,7 +4,7 @@
 #include <cmath>
 #include <vector>
 
-#include "autograd/random.h"
+#include "ops/dropout_mask.h"
 
 namespace tessera::cpu {
 namespace {
@@ -12,7 +12,7 @@ namespace {
 // The dropout factor of weight (bh, i, j): 0 or 1/(1-p), the same rule as ops' dropout.
 template <class T>
 T keep_factor(const AttentionDropout& d, std::uint64_t flat) {
-  return to_unit(philox4x32(d.seed, d.offset + flat)[0]) >= d.p ? static_cast<T>(1.0 / (1.0 - d.p)) : T(0);
+  return dropout_keep(d.seed, d.offset + flat, dropout_threshold(d.p)) ? static_cast<T>(1.0 / (1.0 - d.p)) : T(0);
 }
 
 // One head's q, k, v (N, E) gathered contiguously, plus k and v transposed (E, N) so the

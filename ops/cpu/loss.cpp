@@ -2,7 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
-#include "autograd/random.h"
+#include "ops/dropout_mask.h"
 #include "ops/kernels.h"
 
 namespace tessera::cpu {
@@ -14,10 +14,10 @@ void dropout(const Tensor& x, double p, std::uint64_t seed, std::uint64_t offset
     const T* px = static_cast<const T*>(x.raw_data());
     T* po = static_cast<T*>(out.raw_data());
     const T scale = static_cast<T>(1.0 / (1.0 - p));
-    // Element i is kept iff its uniform draw is >= p (the rule every backend shares).
+    const std::uint32_t threshold = dropout_threshold(p);
 #pragma omp parallel for schedule(static) if (n > 8192)
     for (std::int64_t i = 0; i < n; ++i)
-      po[i] = to_unit(philox4x32(seed, offset + static_cast<std::uint64_t>(i))[0]) >= p ? px[i] * scale : T(0);
+      po[i] = dropout_keep(seed, offset + static_cast<std::uint64_t>(i), threshold) ? px[i] * scale : T(0);
   });
 }
 
