@@ -1,0 +1,74 @@
+#include "train/data.h"
+
+namespace tessera::train {
+
+datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split) {
+  const ModelConfig& m = cfg.model;
+  const datasets::ImageShape want{m.channels, m.image_size[0], m.image_size[1]};
+  datasets::DatasetOptions opts;
+  const bool generated = cfg.data.dataset == Dataset::synthetic;
+  if (cfg.data.dataset == Dataset::image_folder || generated) opts.image_shape = want;
+  if (generated) {
+    opts.size = split == datasets::Split::train ? cfg.data.synthetic.train_size : cfg.data.synthetic.test_size;
+    opts.num_classes = m.num_classes;
+    opts.seed = cfg.train.seed;
+  }
+  datasets::DatasetPtr d = datasets::make_dataset(to_string(cfg.data.dataset), dataset_root(cfg.data), split, opts);
+  TESSERA_CHECK(d->image_shape() == want, ConfigError,
+                "data.dataset: {} images are {} but the model takes {} (model.channels, model.image_size)",
+                d->name(), d->image_shape().str(), want.str());
+  TESSERA_CHECK(d->num_classes() <= m.num_classes, ConfigError,
+                "model.num_classes: {} has {} classes but the model predicts {}", d->name(), d->num_classes(),
+                m.num_classes);
+  const std::int64_t limit = split == datasets::Split::train ? cfg.data.train_limit : cfg.data.test_limit;
+  if (limit > 0 && limit < d->size()) d = std::make_shared<datasets::SubsetDataset>(d, limit);
+  return d;
+}
+
+datasets::ChannelStats normalization(const TrainConfig& cfg, const datasets::Dataset& train) {
+  const Normalize& n = cfg.data.normalize;
+  switch (n.mode) {
+    case Normalize::Mode::none: return {};
+    case Normalize::Mode::custom: {
+      const std::size_t c = static_cast<std::size_t>(cfg.model.channels);
+      auto fit = [c](const std::vector<double>& v) { return v.size() == 1 ? std::vector<double>(c, v[0]) : v; };
+      datasets::ChannelStats s{fit(n.mean), fit(n.stddev)};
+      TESSERA_CHECK(s.mean.size() == c && s.std.size() == c, ConfigError,
+                    "data.normalize: {} means and {} stds for {} channels (give one value or one per channel)",
+                    n.mean.size(), n.stddev.size(), c);
+      return s;
+    }
+    case Normalize::Mode::dataset:
+      // The statistics everyone uses for these datasets' training splits; computing them
+      // again from a subset (train_limit) would make results depend on the subset.
+      switch (cfg.data.dataset) {
+        case Dataset::mnist: return {{0.1307}, {0.3081}};
+        case Dataset::fashion_mnist: return {{0.2860}, {0.3530}};
+        case Dataset::cifar10: return {{0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616}};
+        default: return datasets::compute_channel_stats(train);
+      }
+  }
+  return {};
+}
+
+datasets::DataLoader make_loader(const TrainConfig& cfg, datasets::DatasetPtr dataset,
+                                 const datasets::ChannelStats& stats, bool training) {
+  std::vector<datasets::TransformPtr> pipeline;
+  if (training) {
+    const Augment& a = cfg.data.augment;
+    if (a.random_crop_padding > 0) pipeline.push_back(datasets::transforms::random_crop({.padding = a.random_crop_padding}));
+    if (a.horizontal_flip) pipeline.push_back(datasets::transforms::random_horizontal_flip());
+    if (a.random_shift > 0) pipeline.push_back(datasets::transforms::random_shift(a.random_shift));
+  }
+  if (!stats.mean.empty()) pipeline.push_back(datasets::transforms::normalize(stats));
+  return datasets::DataLoader(std::move(dataset),
+                              {.batch_size = training ? cfg.train.batch_size : cfg.train.eval_batch_size,
+                               .shuffle = training,
+                               .drop_last = false,
+                               .seed = cfg.train.seed,
+                               .transforms = std::move(pipeline),
+                               .prefetch = cfg.data.workers > 0 ? cfg.data.prefetch : 0,
+                               .workers = std::max(cfg.data.workers, 1)});
+}
+
+}  // namespace tessera::train

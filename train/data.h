@@ -1,0 +1,23 @@
+// The data side of a training run, from a config: the datasets of each split (checked
+// against the model's input), the normalisation statistics, and the loaders.
+#pragma once
+
+#include "datasets/datasets.h"
+#include "train/config.h"
+
+namespace tessera::train {
+
+// The dataset of one split as the config describes it (limits applied), checked to
+// produce the model's input shape. ConfigError naming the keys when they disagree.
+datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split);
+
+// The normalisation the config asks for: the dataset's standard statistics (MNIST,
+// Fashion-MNIST, CIFAR-10; others computed from `train`), the given ones, or none
+// (empty vectors).
+datasets::ChannelStats normalization(const TrainConfig& cfg, const datasets::Dataset& train);
+
+// The training loader (shuffled, augmented) or the evaluation loader (in order).
+datasets::DataLoader make_loader(const TrainConfig& cfg, datasets::DatasetPtr dataset,
+                                 const datasets::ChannelStats& stats, bool training);
+
+}  // namespace tessera::train
