@@ -1,6 +1,9 @@
 #include "autograd/tape.h"
 
 #include <algorithm>
+#include <chrono>
+
+#include "autograd/profiler.h"
 
 namespace tessera {
 namespace {
@@ -58,6 +61,7 @@ void record(const char* name, const std::vector<Tensor>& inputs, const Tensor& o
   out.producer = name;
   out.grad_fn = node;
 
+  if (Profiler::enabled()) [[unlikely]] Profiler::on_record(name);
   t_tape.nodes.push_back(std::move(node));
   if (t_tape.nodes.size() >= t_tape.sweep_at) t_tape.sweep();
 }
@@ -116,7 +120,11 @@ void backward(const Tensor& root, const Tensor& grad) {
     used[i] = true;
     Tensor dout(out->grad);
     if (!out->retains_grad) out->grad.reset();
+    const bool profiling = Profiler::enabled();
+    const auto t0 = profiling ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     std::vector<Tensor> dinputs = node.backward(dout);
+    if (profiling) [[unlikely]]
+      Profiler::on_backward(node.name, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     dout = Tensor();
     for (std::size_t k = 0; k < node.inputs.size() && k < dinputs.size(); ++k) {
       if (!node.inputs[k] || !dinputs[k].defined()) continue;  // optional input, or no grad

@@ -2,11 +2,13 @@
 
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <chrono>
 #include <map>
 
 #include <omp.h>
 
+#include "autograd/profiler.h"
 #include "models/vit.h"
 #include "optim/optim.h"
 
@@ -37,7 +39,21 @@ double peak_rss_mb() {
   return static_cast<double>(u.ru_maxrss) / 1024.0;
 }
 
-void bench_preset(const std::string& name, const Preset& p, int steps) {
+void print_profile(int steps) {
+  std::vector<std::pair<std::string, OpTime>> rows(Profiler::ops().begin(), Profiler::ops().end());
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) {
+    return a.second.forward_s + a.second.backward_s > b.second.forward_s + b.second.backward_s;
+  });
+  double total = 0;
+  for (const auto& [n, t] : rows) total += t.forward_s + t.backward_s;
+  fmt::print("  {:<16} {:>8} {:>12} {:>12} {:>7}\n", "op", "calls", "forward ms", "backward ms", "share");
+  for (const auto& [n, t] : rows)
+    fmt::print("  {:<16} {:>8} {:>12.2f} {:>12.2f} {:>6.1f}%\n", n, t.calls / steps, 1e3 * t.forward_s / steps,
+               1e3 * t.backward_s / steps, 100 * (t.forward_s + t.backward_s) / total);
+  fmt::print("  per training step: {:.2f} ms in ops (calls and times per step)\n", 1e3 * total / steps);
+}
+
+void bench_preset(const std::string& name, const Preset& p, int steps, bool profile) {
   models::ViTConfig c;
   c.image_h = c.image_w = p.img;
   c.patch_size = p.patch;
@@ -55,6 +71,7 @@ void bench_preset(const std::string& name, const Preset& p, int steps) {
   const Tensor y = randint({p.batch}, p.classes, g);
   auto step = [&] {
     opt.zero_grad();
+    Profiler::mark();
     backward(cross_entropy(model(x), y));
     opt.step();
   };
@@ -74,6 +91,14 @@ void bench_preset(const std::string& name, const Preset& p, int steps) {
   fmt::print("config={} params={} batch={} train_img_s={:.1f} infer_img_s={:.1f} peak_rss_mb={:.0f}\n", name,
              model.num_parameters(), p.batch, train, infer, peak_rss_mb());
   std::fflush(stdout);
+  if (profile) {
+    model.train();
+    Profiler::reset();
+    Profiler::enable(true);
+    for (int i = 0; i < steps; ++i) step();
+    Profiler::enable(false);
+    print_profile(steps);
+  }
 }
 
 }  // namespace
@@ -83,7 +108,7 @@ int run(const BenchOptions& opts) {
   for (const std::string& name : opts.presets) {
     auto it = presets().find(name);
     TESSERA_CHECK(it != presets().end(), ConfigError, "bench: unknown preset '{}' (seed, mnist, tiny)", name);
-    bench_preset(name, it->second, opts.steps);
+    bench_preset(name, it->second, opts.steps, opts.profile);
   }
   return 0;
 }

@@ -4,6 +4,9 @@
 #include <cmath>
 #include <vector>
 
+#include "ops/cpu/dnnl_utils.h"
+#include "ops/cpu/vec_math.h"
+#include "ops/kernels.h"
 #include "ops/dropout_mask.h"
 
 namespace tessera::cpu {
@@ -70,7 +73,8 @@ void forward_t(const Tensor& qkv, std::int64_t H, double scale, const AttentionD
         T m = p[0];
         for (std::int64_t j = 1; j < N; ++j) m = std::max(m, p[j]);
         T total = 0;
-        for (std::int64_t j = 0; j < N; ++j) total += (p[j] = std::exp(p[j] - m));
+#pragma omp simd reduction(+ : total)
+        for (std::int64_t j = 0; j < N; ++j) total += (p[j] = exp_vec(p[j] - m));
         const T inv = T(1) / total;
 #pragma omp simd
         for (std::int64_t j = 0; j < N; ++j) p[j] *= inv;
@@ -162,11 +166,109 @@ void backward_t(const Tensor& qkv, const Tensor& probs, const Tensor& dout, std:
   }
 }
 
+// ---- f32: oneDNN batched matmuls over strided views of the fused layouts, so heads are
+// read from (B, N, 3D) and written to (B, N, D) without a single permute copy.
+
+// A 4-D view (B, H, rows, cols) of a buffer: dims and element strides.
+struct View4 {
+  dnnl::memory::dims dims, strides;
+};
+
+// q, k or v of every head inside qkv (B, N, 3D): (B, H, N, E).
+View4 head_view(std::int64_t B, std::int64_t H, std::int64_t N, std::int64_t E, std::int64_t row_stride) {
+  return {{B, H, N, E}, {N * row_stride, E, row_stride, 1}};
+}
+View4 transposed(View4 v) {
+  std::swap(v.dims[2], v.dims[3]);
+  std::swap(v.strides[2], v.strides[3]);
+  return v;
+}
+View4 dense(std::int64_t B, std::int64_t H, std::int64_t R, std::int64_t C) { return {{B, H, R, C}, {H * R * C, R * C, C, 1}}; }
+
+// c = scale * a @ b on views, with a per-thread cache of primitives keyed by the views.
+void view_matmul(const View4& a, const void* pa, const View4& b, const void* pb, const View4& c, void* pc,
+                 float scale) {
+  struct Entry { dnnl::matmul prim; dnnl::memory::desc a, b, c; };
+  PrimitiveKey key{12, static_cast<std::int64_t>(std::bit_cast<std::uint32_t>(scale))};
+  for (const View4* v : {&a, &b, &c})
+    key.add(std::vector<std::int64_t>(v->dims.begin(), v->dims.end()))
+        .add(std::vector<std::int64_t>(v->strides.begin(), v->strides.end()));
+  const Entry& e = cached_primitive<Entry>(key, [&] {
+    return dnnl_call("self_attention", [&] {
+      auto ma = strided_md(a.dims, a.strides, DType::f32), mb = strided_md(b.dims, b.strides, DType::f32);
+      auto mc = strided_md(c.dims, c.strides, DType::f32);
+      dnnl::primitive_attr attr;
+      if (scale != 1.0f) attr.set_output_scales(0, {scale});
+      dnnl::matmul::desc d(ma, mb, mc);
+      return Entry{dnnl::matmul(dnnl::matmul::primitive_desc(d, attr, dnnl_engine())), ma, mb, mc};
+    });
+  });
+  dnnl_call("self_attention", [&] {
+    execute(e.prim, {{DNNL_ARG_SRC, wrap(e.a, pa)}, {DNNL_ARG_WEIGHTS, wrap(e.b, pb)}, {DNNL_ARG_DST, wrap(e.c, pc)}});
+  });
+}
+
+// In-place multiply of the (B, H, N, N) weights by their dropout factors.
+void apply_dropout(float* w, std::int64_t count, const AttentionDropout& drop) {
+  const std::uint32_t threshold = dropout_threshold(drop.p);
+  const float scale = static_cast<float>(1.0 / (1.0 - drop.p));
+#pragma omp parallel for schedule(static)
+  for (std::int64_t i = 0; i < count; ++i)
+    w[i] = dropout_keep(drop.seed, drop.offset + static_cast<std::uint64_t>(i), threshold) ? w[i] * scale : 0.0f;
+}
+
+void forward_f32(const Tensor& qkv, std::int64_t H, double scale, const AttentionDropout& drop, Tensor& out,
+                 Tensor& probs) {
+  const std::int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3, E = D / H;
+  const float* x = static_cast<const float*>(qkv.raw_data());
+  const View4 q = head_view(B, H, N, E, 3 * D), kt = transposed(head_view(B, H, N, E, 3 * D));
+  const View4 p = dense(B, H, N, N);
+  view_matmul(q, x, kt, x + D, p, probs.raw_data(), static_cast<float>(scale));  // scores
+  Tensor probs_view = probs.detach().reshape({B * H * N, N});
+  cpu::softmax_forward(probs_view, 1, false, probs_view);                             // in place
+  const float* weights = static_cast<const float*>(probs.raw_data());
+  Tensor dropped;
+  if (drop.p > 0) {
+    dropped = probs.contiguous_copy();
+    apply_dropout(static_cast<float*>(dropped.raw_data()), dropped.numel(), drop);
+    weights = static_cast<const float*>(dropped.raw_data());
+  }
+  view_matmul(p, weights, head_view(B, H, N, E, 3 * D), x + 2 * D, head_view(B, H, N, E, D), out.raw_data(), 1.0f);
+}
+
+void backward_f32(const Tensor& qkv, const Tensor& probs, const Tensor& dout, std::int64_t H, double scale,
+                  const AttentionDropout& drop, Tensor& dqkv) {
+  const std::int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3, E = D / H;
+  const float* x = static_cast<const float*>(qkv.raw_data());
+  float* dx = static_cast<float*>(dqkv.raw_data());
+  const View4 heads = head_view(B, H, N, E, 3 * D), out_heads = head_view(B, H, N, E, D), p = dense(B, H, N, N);
+  // dP = dO v^T (through dropout: times the keep factors).
+  Tensor dp = empty(probs.shape());
+  view_matmul(out_heads, dout.raw_data(), transposed(heads), x + 2 * D, p, dp.raw_data(), 1.0f);
+  const float* weights = static_cast<const float*>(probs.raw_data());
+  Tensor dropped;
+  if (drop.p > 0) {
+    apply_dropout(static_cast<float*>(dp.raw_data()), dp.numel(), drop);
+    dropped = probs.contiguous_copy();
+    apply_dropout(static_cast<float*>(dropped.raw_data()), dropped.numel(), drop);
+    weights = static_cast<const float*>(dropped.raw_data());
+  }
+  // dv = P_dropped^T dO
+  view_matmul(transposed(p), weights, out_heads, dout.raw_data(), heads, dx + 2 * D, 1.0f);
+  // dS = softmax backward, in place over dP
+  Tensor dp_rows = dp.detach().reshape({B * H * N, N});
+  cpu::softmax_backward(probs.detach().reshape({B * H * N, N}), dp_rows, 1, false, dp_rows);
+  // dq = scale dS k;  dk = scale dS^T q
+  view_matmul(p, dp.raw_data(), heads, x + D, heads, dx, static_cast<float>(scale));
+  view_matmul(transposed(p), dp.raw_data(), heads, x, heads, dx + D, static_cast<float>(scale));
+}
+
 }  // namespace
 
 void attention_forward(const Tensor& qkv, std::int64_t heads, double scale, const AttentionDropout& drop,
                        Tensor& out, Tensor& probs) {
   if (out.numel() == 0) return;
+  if (qkv.dtype() == DType::f32) return forward_f32(qkv, heads, scale, drop, out, probs);
   dispatch_float(qkv.dtype(), "self_attention", [&](auto tag) {
     forward_t<typename decltype(tag)::type>(qkv, heads, scale, drop, out, probs);
   });
@@ -175,6 +277,7 @@ void attention_forward(const Tensor& qkv, std::int64_t heads, double scale, cons
 void attention_backward(const Tensor& qkv, const Tensor& probs, const Tensor& dout, std::int64_t heads,
                         double scale, const AttentionDropout& drop, Tensor& dqkv) {
   if (dqkv.numel() == 0) return;
+  if (qkv.dtype() == DType::f32) return backward_f32(qkv, probs, dout, heads, scale, drop, dqkv);
   dispatch_float(qkv.dtype(), "self_attention_backward", [&](auto tag) {
     backward_t<typename decltype(tag)::type>(qkv, probs, dout, heads, scale, drop, dqkv);
   });
