@@ -6,6 +6,10 @@
 #include "autograd/profiler.h"
 
 namespace tessera {
+
+// Defined with the elementwise ops: a + b without recording.
+Tensor add_out_of_place(const Tensor& a, const Tensor& b);
+
 namespace {
 
 struct Tape {
@@ -71,15 +75,15 @@ void accumulate_grad(TensorImpl& t, const Tensor& g) {
                 "backward: gradient of shape {} for a tensor of shape {} (from '{}')",
                 shape_str(g.shape()), shape_str(t.shape), t.producer ? t.producer : "leaf");
   if (!t.grad) {
-    // Adopt the incoming tensor when we are its only holder; otherwise copy, since an
-    // op's backward may hand the same gradient to several inputs.
-    t.grad = g.impl_ptr().use_count() == 1 && g.impl()->storage.use_count() == 1
-                 ? g.impl_ptr()
-                 : g.contiguous_copy().impl_ptr();
-    t.grad->requires_grad = false;
+    // Adopt without copying, even when an op handed the same gradient to several inputs
+    // (add does): a shared gradient is never modified in place, see below.
+    t.grad = g.impl_ptr();
     return;
   }
-  Tensor(t.grad).add_(g);
+  Tensor current(t.grad);
+  const bool sole_owner = t.grad.use_count() == 2 && t.grad->storage.use_count() == 1;  // t.grad + `current`
+  if (sole_owner) current.add_(g);
+  else t.grad = add_out_of_place(current, g).impl_ptr();
 }
 
 void backward(const Tensor& root, const Tensor& grad) {

@@ -10,6 +10,7 @@
 
 #include "autograd/profiler.h"
 #include "models/vit.h"
+#include "ops/kernels.h"
 #include "optim/optim.h"
 
 namespace tessera::bench {
@@ -101,10 +102,34 @@ void bench_preset(const std::string& name, const Preset& p, int steps, bool prof
   }
 }
 
+// GFLOP/s of square matrix products through the library's kernel (oneDNN), f32 and bf16
+// operands (bf16 with an f32 result, as mixed precision uses them).
+void bench_matmul(int steps) {
+  for (std::int64_t n : {256, 512, 1024, 2048}) {
+    std::string line = fmt::format("matmul n={}", n);
+    for (DType dt : {DType::f32, DType::bf16}) {
+      const Tensor a = randn({n, n}).to(dt), b = randn({n, n}).to(dt);
+      Tensor c = empty({n, n});
+      kernels::matmul(a, b, false, false, c);  // creates the primitive
+      const int reps = std::max<int>(steps, static_cast<int>(4e9 / (2.0 * n * n * n)));
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < reps; ++i) kernels::matmul(a, b, false, false, c);
+      const double s = seconds_since(t0);
+      line += fmt::format(" {}_gflop_s={:.1f}", dtype_name(dt), 2.0 * n * n * n * reps / s / 1e9);
+    }
+    fmt::print("{}\n", line);
+    std::fflush(stdout);
+  }
+}
+
 }  // namespace
 
 int run(const BenchOptions& opts) {
   if (opts.threads > 0) omp_set_num_threads(opts.threads);
+  if (opts.matmul) {
+    bench_matmul(opts.steps);
+    return 0;
+  }
   for (const std::string& name : opts.presets) {
     auto it = presets().find(name);
     TESSERA_CHECK(it != presets().end(), ConfigError, "bench: unknown preset '{}' (seed, mnist, tiny)", name);

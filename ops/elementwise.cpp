@@ -172,6 +172,12 @@ Tensor& Tensor::add_(const Tensor& other, double alpha) {
   return *this;
 }
 
+Tensor add_out_of_place(const Tensor& a, const Tensor& b) {
+  Tensor out = empty_like(a);
+  kernels::binary(BinaryOp::add, a, b, out);
+  return out;
+}
+
 Tensor& Tensor::mul_(double factor) {
   kernels::scale_inplace(*this, factor);
   return *this;

@@ -30,17 +30,18 @@ Operand operand_view(const Shape& stored, std::size_t rank, bool transposed) {
   return op;
 }
 
+// f32, or bf16 operands with an f32 or bf16 result (AVX-512 BF16 dot products).
 void matmul_dnnl(const Tensor& a, const Tensor& b, bool ta, bool tb, Tensor& out) {
   const std::size_t rank = out.shape().size();
   const Operand va = operand_view(a.shape(), rank, ta), vb = operand_view(b.shape(), rank, tb);
   struct Entry { dnnl::matmul prim; dnnl::memory::desc a, b, o; };
-  PrimitiveKey key{10, ta, tb};
+  PrimitiveKey key{10, ta, tb, static_cast<std::int64_t>(a.dtype()), static_cast<std::int64_t>(out.dtype())};
   key.add(a.shape()).add(b.shape());
   const Entry& e = cached_primitive<Entry>(key, [&] {
     return dnnl_call("matmul", [&] {
-      auto ma = strided_md(va.dims, va.strides, DType::f32);
-      auto mb = strided_md(vb.dims, vb.strides, DType::f32);
-      auto mo = plain_md(out.shape(), DType::f32);
+      auto ma = strided_md(va.dims, va.strides, a.dtype());
+      auto mb = strided_md(vb.dims, vb.strides, b.dtype());
+      auto mo = plain_md(out.shape(), out.dtype());
       dnnl::matmul::desc d(ma, mb, mo);
       return Entry{dnnl::matmul(dnnl::matmul::primitive_desc(d, dnnl_engine())), ma, mb, mo};
     });
@@ -91,7 +92,7 @@ void matmul(const Tensor& a, const Tensor& b, bool ta, bool tb, Tensor& out) {
     out.fill_(0.0);
     return;
   }
-  if (a.dtype() == DType::f32) return matmul_dnnl(a, b, ta, tb, out);
+  if (a.dtype() == DType::f32 || a.dtype() == DType::bf16) return matmul_dnnl(a, b, ta, tb, out);
   dispatch_float(a.dtype(), "matmul", [&](auto tag) {
     matmul_ref<typename decltype(tag)::type>(a, b, ta, tb, out);
   });
