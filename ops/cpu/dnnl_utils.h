@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string_view>
 #include <initializer_list>
 #include <unordered_map>
 #include <utility>
@@ -68,6 +69,12 @@ decltype(auto) dnnl_call(const char* op, Fn&& fn) {
     throw Error(fmt::format("{}: oneDNN failed: {} (status {})", op, e.what(),
                             static_cast<int>(e.status)));
   }
+}
+
+// Whether oneDNN picked an optimised implementation rather than its reference one (which
+// for some broadcasts and axes is far slower than our own loops).
+inline bool is_optimized(const dnnl::primitive_desc_base& pd) {
+  return std::string_view(pd.impl_info_str()).substr(0, 3) != "ref";
 }
 
 inline dnnl::memory::dims to_dims(const Shape& s) { return dnnl::memory::dims(s.begin(), s.end()); }

@@ -30,26 +30,30 @@ Shape left_pad(const Shape& s, std::size_t rank) {
   return r;
 }
 
-// oneDNN binary needs src0 to have the output's shape; src1 may broadcast.
-void binary_dnnl(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
+// oneDNN binary needs src0 to have the output's shape; src1 may broadcast. Returns false,
+// doing nothing, when oneDNN would only offer its slow reference code for the broadcast.
+bool binary_dnnl(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   const std::size_t rank = std::max<std::size_t>(out.shape().size(), 1);
   const Shape sa = left_pad(a.shape(), rank), sb = left_pad(b.shape(), rank);
   const Shape so = left_pad(out.shape(), rank);
-  struct Entry { dnnl::binary prim; dnnl::memory::desc a, b, o; };
+  struct Entry { dnnl::binary prim; dnnl::memory::desc a, b, o; bool fast; };
   PrimitiveKey key{1, static_cast<std::int64_t>(op)};
   key.add(sa).add(sb);
   const Entry& e = cached_primitive<Entry>(key, [&] {
     return dnnl_call("binary", [&] {
       auto ma = plain_md(sa, DType::f32), mb = plain_md(sb, DType::f32), mo = plain_md(so, DType::f32);
       dnnl::binary::desc d(dnnl_binary_alg(op), ma, mb, mo);
-      return Entry{dnnl::binary(dnnl::binary::primitive_desc(d, dnnl_engine())), ma, mb, mo};
+      dnnl::binary::primitive_desc pd(d, dnnl_engine());
+      return Entry{dnnl::binary(pd), ma, mb, mo, is_optimized(pd)};
     });
   });
+  if (!e.fast) return false;
   dnnl_call("binary", [&] {
     execute(e.prim, {{DNNL_ARG_SRC_0, wrap(e.a, a.raw_data())},
                      {DNNL_ARG_SRC_1, wrap(e.b, b.raw_data())},
                      {DNNL_ARG_DST, wrap(e.o, out.raw_data())}});
   });
+  return true;
 }
 
 template <class T, class F>
@@ -213,7 +217,7 @@ void unary_backward_ref(UnaryOp op, const Tensor& x, const Tensor& dy, Tensor& d
 void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
   if (out.numel() == 0) return;
   if (a.dtype() == DType::f32) {
-    if (a.shape() == out.shape() && a.numel() > 1) return binary_dnnl(op, a, b, out);
+    if (a.shape() == out.shape() && a.numel() > 1 && binary_dnnl(op, a, b, out)) return;
     binary_ref<float>(op, a, b, out);
     return;
   }

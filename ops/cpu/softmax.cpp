@@ -13,6 +13,7 @@ struct SoftmaxEntry {
   dnnl::softmax_v2_forward::primitive_desc fwd_pd;
   dnnl::softmax_v2_forward fwd;
   dnnl::memory::desc md;
+  bool fast;  // false: oneDNN offers only its reference code (inner axes); use our loops
 };
 
 const SoftmaxEntry& softmax_primitive(const Shape& shape, int axis, bool log) {
@@ -25,7 +26,7 @@ const SoftmaxEntry& softmax_primitive(const Shape& shape, int axis, bool log) {
                                        log ? dnnl::algorithm::softmax_log : dnnl::algorithm::softmax_accurate,
                                        md, md, axis);
       dnnl::softmax_v2_forward::primitive_desc pd(d, dnnl_engine());
-      return SoftmaxEntry{pd, dnnl::softmax_v2_forward(pd), md};
+      return SoftmaxEntry{pd, dnnl::softmax_v2_forward(pd), md, is_optimized(pd)};
     });
   });
 }
@@ -84,7 +85,7 @@ void softmax_backward_ref(const Tensor& y, const Tensor& dy, int axis, bool log,
 
 void softmax_forward(const Tensor& x, int axis, bool log, Tensor& y) {
   if (x.numel() == 0) return;
-  if (x.dtype() == DType::f32) {
+  if (x.dtype() == DType::f32 && softmax_primitive(x.shape(), axis, log).fast) {
     const SoftmaxEntry& e = softmax_primitive(x.shape(), axis, log);
     dnnl_call("softmax", [&] {
       execute(e.fwd, {{DNNL_ARG_SRC, wrap(e.md, x.raw_data())}, {DNNL_ARG_DST, wrap(e.md, y.raw_data())}});
@@ -98,7 +99,7 @@ void softmax_forward(const Tensor& x, int axis, bool log, Tensor& y) {
 
 void softmax_backward(const Tensor& y, const Tensor& dy, int axis, bool log, Tensor& dx) {
   if (y.numel() == 0) return;
-  if (y.dtype() == DType::f32) {
+  if (y.dtype() == DType::f32 && softmax_primitive(y.shape(), axis, log).fast) {
     const SoftmaxEntry& f = softmax_primitive(y.shape(), axis, log);
     struct Entry { dnnl::softmax_v2_backward prim; };
     PrimitiveKey key{21, axis, log};
