@@ -256,6 +256,9 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
   const std::int64_t epochs = cfg.train.epochs;
   Progress progress(opts.out, opts.live_progress.value_or(Progress::is_terminal(opts.out)), cfg.train.log_interval);
   const std::vector<Tensor> params = model->parameters();
+  auto should_stop = [&] {
+    return (opts.stop && opts.stop->load()) || (opts.stop_at_step && st.global_step >= *opts.stop_at_step);
+  };
   auto save = [&](const char* file) {
     st.generator = default_generator().state();
     const fs::path path = out_dir / file;
@@ -300,7 +303,7 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
       st.epoch_correct += count_correct(logits.cpu(), b.labels);
       st.epoch_samples += b.size();
       progress.step(st.batch, loss_value, lr, b.size());
-      if (opts.stop && opts.stop->load() && st.batch < steps_per_epoch) {
+      if (should_stop() && st.batch < steps_per_epoch) {
         result.status = TrainResult::Status::interrupted;
         result.last_checkpoint = save(kLastCheckpoint);
         result.message = fmt::format("interrupted at epoch {}, step {}: wrote {}; continue with --resume {}",
@@ -347,7 +350,7 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
     result.epochs_done = completed;
     if (improved) save(kBestCheckpoint);
     const int every = cfg.train.checkpoint_interval;
-    const bool stopping = opts.stop && opts.stop->load() && !last_epoch;
+    const bool stopping = should_stop() && !last_epoch;
     if (last_epoch || stopping || (every > 0 && completed % every == 0)) result.last_checkpoint = save(kLastCheckpoint);
     if (stopping) {
       result.status = TrainResult::Status::interrupted;

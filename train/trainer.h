@@ -23,6 +23,8 @@ struct TrainOptions {
   std::optional<bool> live_progress;  // default: when `out` is a terminal
   // Set (e.g. by a SIGINT handler) to stop after the current step with a checkpoint.
   const std::atomic<bool>* stop = nullptr;
+  // Stop the same way once this many optimizer steps are done in total (time-boxed runs).
+  std::optional<std::int64_t> stop_at_step;
 };
 
 struct TrainResult {

@@ -1,0 +1,252 @@
+// Training from a config: a tiny run that learns and whose checkpoint evaluates the same,
+// exact resume (after an epoch and mid-epoch), stopping on a non-finite loss, and the CLI's
+// exit codes and messages.
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <array>
+#include <fstream>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "support/test_support.h"
+#include "train/data.h"
+#include "train/trainer.h"
+
+using namespace tessera;
+namespace tt = tessera::train;
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// A small ViT on 512 synthetic 16x16 images (a learnable pattern per class).
+tt::TrainConfig tiny_config(const fs::path& out) {
+  return tt::load_config_string(fmt::format(R"(
+model: {{image_size: 16, patch_size: 4, channels: 1, num_classes: 4, dim: 32, depth: 2, heads: 2, mlp_dim: 64,
+         drop_path: 0.1, dropout: 0.1}}
+data: {{dataset: synthetic, synthetic: {{train_size: 512, test_size: 128}}, normalize: none}}
+optim: {{name: adamw, lr: 3.0e-3}}
+schedule: {{name: cosine, warmup_epochs: 0.5}}
+train: {{epochs: 3, batch_size: 32, eval_batch_size: 64, seed: 7, threads: 2, output_dir: "{}", log_interval: 4}}
+)", out.string()), "tiny.yaml");
+}
+
+std::vector<json> read_metrics(const fs::path& dir) {
+  std::ifstream in(dir / tt::kMetricsFile);
+  std::vector<json> lines;
+  std::string line;
+  while (std::getline(in, line))
+    if (!line.empty()) lines.push_back(json::parse(line));
+  return lines;
+}
+
+// Metrics without the wall-clock fields, which legitimately differ between runs.
+json comparable(json m) {
+  for (const char* k : {"epoch_seconds", "train_images_per_second", "elapsed_seconds"}) m.erase(k);
+  return m;
+}
+
+tt::TrainOptions quiet() {
+  static std::FILE* devnull = std::fopen("/dev/null", "w");
+  return {.out = devnull, .live_progress = false};
+}
+
+struct CommandResult {
+  int status = -1;
+  std::string out, err;
+};
+
+// Runs the tessera binary with arguments, capturing stdout and stderr.
+CommandResult run_cli(const std::vector<std::string>& args, const fs::path& dir) {
+  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
+  std::string cmd = std::string(TESSERA_BINARY_DIR) + "/tessera";
+  for (const std::string& a : args) cmd += " '" + a + "'";
+  cmd += " > '" + out.string() + "' 2> '" + err.string() + "'";
+  const int raw = std::system(cmd.c_str());
+  auto slurp = [](const fs::path& p) {
+    std::ifstream in(p);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  };
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(training)
+
+BOOST_AUTO_TEST_CASE(tiny_run_learns_and_its_checkpoint_evaluates_the_same) {
+  test::TempDir dir("train_tiny");
+  const tt::TrainConfig cfg = tiny_config(dir.path());
+  const tt::TrainResult r = tt::train(cfg, quiet());
+  BOOST_TEST((r.status == tt::TrainResult::Status::finished));
+  BOOST_TEST(r.epochs_done == 3);
+  const std::vector<json> m = read_metrics(dir.path());
+  BOOST_TEST_REQUIRE(m.size() == 3u);
+  BOOST_TEST(m[2]["train_loss"].get<double>() < m[0]["train_loss"].get<double>());  // the loss went down
+  BOOST_TEST(m[2]["test_loss"].get<double>() < std::log(4.0) * 0.8);                 // below chance level
+  BOOST_TEST(m[2]["test_accuracy"].get<double>() > 0.5);                             // chance is 0.25
+  for (const char* f : {tt::kLastCheckpoint, tt::kBestCheckpoint, tt::kConfigFile}) BOOST_TEST(fs::exists(dir / f));
+
+  // The last checkpoint, loaded into a fresh model, gives the logged accuracy exactly.
+  const tt::Checkpoint ck = tt::load_checkpoint(dir / tt::kLastCheckpoint);
+  BOOST_TEST(ck.info.state.epoch == 3);
+  BOOST_TEST(ck.info.state.global_step == 48);
+  auto model = tt::build_model(cfg);
+  model->load_state_dict(ck.model);
+  datasets::DataLoader loader =
+      tt::make_loader(cfg, tt::open_dataset(cfg, datasets::Split::test), {ck.info.normalize_mean, ck.info.normalize_std}, false);
+  const tt::EvalResult ev = tt::evaluate(*model, loader, Device::cpu());
+  BOOST_TEST(ev.accuracy == m[2]["test_accuracy"].get<double>());
+  BOOST_TEST(ev.loss == m[2]["test_loss"].get<double>(), boost::test_tools::tolerance(1e-12));
+
+  // The CLI's eval reads the same checkpoint back with the same accuracy.
+  const CommandResult e = run_cli({"eval", (dir / tt::kConfigFile).string(), "--checkpoint",
+                                   (dir / tt::kLastCheckpoint).string()}, dir.path());
+  BOOST_TEST(e.status == 0, e.err);
+  BOOST_TEST(e.out.find(fmt::format("accuracy {:.2f}%", 100 * ev.accuracy)) != std::string::npos, e.out);
+}
+
+BOOST_AUTO_TEST_CASE(resume_after_an_epoch_or_mid_epoch_is_exact) {
+  test::TempDir whole("train_whole"), after_epoch("train_resume_epoch"), mid_epoch("train_resume_mid");
+  tt::train(tiny_config(whole.path()), quiet());
+  const std::vector<json> reference = read_metrics(whole.path());
+  const tt::Checkpoint ref_ck = tt::load_checkpoint(whole / tt::kLastCheckpoint);
+  // 16 steps per epoch: stop at the end of epoch 1, and in the middle of epoch 2.
+  for (auto [dir, stop] : {std::pair{&after_epoch, 16}, std::pair{&mid_epoch, 21}}) {
+    BOOST_TEST_CONTEXT("stopped at step " << stop) {
+      tt::TrainOptions first = quiet();
+      first.stop_at_step = stop;
+      const tt::TrainResult r1 = tt::train(tiny_config(dir->path()), first);
+      BOOST_TEST((r1.status == tt::TrainResult::Status::interrupted));
+      tt::TrainOptions second = quiet();
+      second.resume = dir->path();
+      const tt::TrainResult r2 = tt::train(tiny_config(dir->path()), second);
+      BOOST_TEST((r2.status == tt::TrainResult::Status::finished));
+      const std::vector<json> m = read_metrics(dir->path());
+      BOOST_TEST_REQUIRE(m.size() == reference.size());
+      for (std::size_t i = 0; i < m.size(); ++i) BOOST_TEST(comparable(m[i]) == comparable(reference[i]), m[i].dump());
+      const tt::Checkpoint ck = tt::load_checkpoint(dir->path() / tt::kLastCheckpoint);
+      for (std::size_t i = 0; i < ck.model.size(); ++i)
+        BOOST_TEST(max_abs_diff(ck.model[i].second, ref_ck.model[i].second) == 0.0, ck.model[i].first);
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(resume_refuses_another_model_or_changed_data) {
+  test::TempDir dir("train_refuse");
+  tt::TrainConfig cfg = tiny_config(dir.path());
+  cfg.train.epochs = 1;
+  tt::train(cfg, quiet());
+  tt::TrainOptions resume = quiet();
+  resume.resume = dir.path();
+  tt::TrainConfig other = cfg;
+  other.model.dim = 48;
+  other.model.heads = 4;
+  try {
+    tt::train(other, resume);
+    BOOST_ERROR("resumed with a different model");
+  } catch (const ConfigError& e) {
+    const std::string w = e.what();
+    BOOST_TEST(w.find("model.dim: 32 -> 48") != std::string::npos, w);
+    BOOST_TEST(w.find("model.heads: 2 -> 4") != std::string::npos, w);
+  }
+  tt::TrainConfig more_data = cfg;
+  more_data.data.synthetic.train_size = 300;
+  BOOST_CHECK_THROW(tt::train(more_data, resume), DataError);
+}
+
+BOOST_AUTO_TEST_CASE(a_non_finite_loss_stops_and_keeps_the_last_good_checkpoint) {
+  test::TempDir dir("train_nan");
+  tt::TrainConfig cfg = tiny_config(dir.path());
+  cfg.train.epochs = 2;
+  tt::TrainOptions first = quiet();
+  first.stop_at_step = 16;  // one good epoch, checkpointed
+  tt::train(cfg, first);
+  const auto good = fs::last_write_time(dir / tt::kLastCheckpoint);
+  const std::string good_bytes = [&] {
+    std::ifstream in(dir / tt::kLastCheckpoint, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }();
+  cfg.optim.lr = 1e30;  // the first update sends the weights to infinity
+  cfg.optim.clip_grad_norm = 0;
+  tt::TrainOptions resume = quiet();
+  resume.resume = dir.path();
+  const tt::TrainResult r = tt::train(cfg, resume);
+  BOOST_TEST((r.status == tt::TrainResult::Status::diverged));
+  BOOST_TEST(r.message.find("became") != std::string::npos, r.message);
+  BOOST_TEST(r.message.find(tt::kLastCheckpoint) != std::string::npos, r.message);
+  BOOST_TEST((fs::last_write_time(dir / tt::kLastCheckpoint) == good));
+  std::ifstream in(dir / tt::kLastCheckpoint, std::ios::binary);
+  BOOST_TEST((std::string(std::istreambuf_iterator<char>(in), {}) == good_bytes));
+}
+
+BOOST_AUTO_TEST_CASE(cli_exit_codes_and_one_line_errors) {
+  test::TempDir dir("train_cli");
+  const fs::path cfg = dir / "bad.yaml";
+  std::ofstream(cfg) << "model:\n  dim: 64\n  depht: 3\n";
+  CommandResult r = run_cli({"summary", cfg.string()}, dir.path());
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.err.find("bad.yaml:3:3: model.depht") != std::string::npos, r.err);
+  BOOST_TEST(r.err.find("did you mean") != std::string::npos, r.err);
+  BOOST_TEST(std::count(r.err.begin(), r.err.end(), '\n') == 1, r.err);
+
+  std::ofstream(dir / "good.yaml") << "model: {depth: 1}\n";
+  r = run_cli({"summary", (dir / "good.yaml").string(), "--set", "optim.lr=fast"}, dir.path());
+  BOOST_TEST(r.status == 2);
+  BOOST_TEST(r.err.find("--set optim.lr") != std::string::npos, r.err);
+  r = run_cli({"summary", (dir / "missing.yaml").string()}, dir.path());
+  BOOST_TEST(r.status == 2);
+  r = run_cli({"frobnicate"}, dir.path());
+  BOOST_TEST(r.status == 2);
+  r = run_cli({"summary", (dir / "good.yaml").string()}, dir.path());
+  BOOST_TEST(r.status == 0, r.err);
+  BOOST_TEST(r.out.find("Total params") != std::string::npos);
+  for (const char* cmd : {"train", "eval", "predict", "summary", "gradcheck", "bench"}) {
+    r = run_cli({cmd, "--help"}, dir.path());
+    BOOST_TEST(r.status == 0, cmd);
+    BOOST_TEST(r.out.find("Usage") != std::string::npos, cmd);
+  }
+  // A missing dataset is a clear failure (status 1), naming the directory.
+  std::ofstream(dir / "nodata.yaml") << "data: {root: " << (dir / "nowhere").string() << "}\ntrain: {output_dir: "
+                                     << (dir / "run").string() << "}\n";
+  r = run_cli({"train", (dir / "nodata.yaml").string()}, dir.path());
+  BOOST_TEST(r.status == 1);
+  BOOST_TEST(r.err.find("nowhere") != std::string::npos, r.err);
+}
+
+BOOST_AUTO_TEST_CASE(cli_gradcheck_and_predict) {
+  test::TempDir dir("train_cli2");
+  std::ofstream(dir / "tiny.yaml") << "model: {image_size: 8, patch_size: 4, dim: 8, depth: 1, heads: 2, mlp_dim: 8}\n";
+  CommandResult r = run_cli({"gradcheck", (dir / "tiny.yaml").string(), "--samples", "3"}, dir.path());
+  BOOST_TEST(r.status == 0, r.out << r.err);
+  BOOST_TEST(r.out.find("blocks.0.attn.qkv.weight") != std::string::npos, r.out);
+  BOOST_TEST(r.out.find("all gradients match") != std::string::npos, r.out);
+
+  // predict: a checkpoint of the tiny run, and two PNGs of the synthetic classes.
+  tt::TrainConfig cfg = tiny_config(dir / "run");
+  cfg.train.epochs = 1;
+  tt::train(cfg, quiet());
+  const datasets::DatasetPtr test = tt::open_dataset(cfg, datasets::Split::test);
+  std::vector<std::string> args{"predict", "--checkpoint", (dir / "run" / tt::kLastCheckpoint).string(), "--top-k", "2"};
+  for (int i = 0; i < 2; ++i) {
+    // A binary PGM is among the formats stb_image reads.
+    const fs::path p = dir / fmt::format("img{}.pgm", i);
+    std::ofstream f(p, std::ios::binary);
+    f << "P5\n16 16\n255\n";
+    const std::vector<std::uint8_t> px = test->image(i);
+    f.write(reinterpret_cast<const char*>(px.data()), static_cast<std::streamsize>(px.size()));
+    args.push_back(p.string());
+  }
+  r = run_cli(args, dir.path());
+  BOOST_TEST(r.status == 0, r.err);
+  BOOST_TEST(std::count(r.out.begin(), r.out.end(), '%') == 4, r.out);  // 2 images x top 2
+  r = run_cli({"predict", "--checkpoint", (dir / "tiny.yaml").string(), (dir / "img0.pgm").string()}, dir.path());
+  BOOST_TEST(r.status == 1);
+  BOOST_TEST(r.err.find("tiny.yaml") != std::string::npos, r.err);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
