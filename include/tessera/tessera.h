@@ -4,6 +4,7 @@
 #include "autograd/gradcheck.h"
 #include "autograd/tape.h"
 #include "autograd/tensor.h"
+#include "datasets/datasets.h"
 #include "models/vit.h"
 #include "nn/attention.h"
 #include "nn/init.h"
