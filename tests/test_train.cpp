@@ -250,3 +250,27 @@ BOOST_AUTO_TEST_CASE(cli_gradcheck_and_predict) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(shipped_configs)
+
+BOOST_AUTO_TEST_CASE(every_config_loads_and_builds_its_model) {
+  std::vector<std::string> seen;
+  for (const auto& entry : fs::directory_iterator(fs::path(TESSERA_SOURCE_DIR) / "configs")) {
+    if (entry.path().extension() != ".yaml") continue;
+    seen.push_back(entry.path().filename().string());
+    BOOST_TEST_CONTEXT(entry.path().filename().string()) {
+      const tt::TrainConfig cfg = tt::load_config(entry.path());
+      BOOST_CHECK_NO_THROW(tt::to_vit_config(cfg.model).validate());
+      models::ViT model(tt::to_vit_config(cfg.model));
+      BOOST_TEST(model.num_parameters() > 0);
+    }
+  }
+  std::sort(seen.begin(), seen.end());
+  BOOST_TEST((seen == std::vector<std::string>{"fashion_mnist_vit.yaml", "mnist_vit.yaml", "seed_mnist.yaml",
+                                               "vit_tiny_cifar10.yaml"}));
+  // The default is small: at most 0.5 M parameters.
+  BOOST_TEST(models::ViT(tt::to_vit_config(tt::load_config(fs::path(TESSERA_SOURCE_DIR) / "configs/mnist_vit.yaml").model))
+                 .num_parameters() <= 500000);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
