@@ -882,13 +882,13 @@ models::ViTConfig to_vit_config(const ModelConfig& m) {
   c.depth = m.depth;
   c.heads = m.heads;
   c.mlp_dim = m.mlp_dim;
-  c.pool = m.pool == Pool::cls ? models::Pool::cls : models::Pool::mean;
+  c.pool = m.pool;
   c.dropout = m.dropout;
   c.emb_dropout = m.emb_dropout;
   c.attn_dropout = m.attn_dropout;
   c.drop_path = m.drop_path;
-  c.norm = m.norm == NormPlacement::pre ? nn::NormPlacement::pre : nn::NormPlacement::post;
-  c.pos_embed = m.pos_embed == PosEmbed::learned ? models::PosEmbed::learned : models::PosEmbed::sincos;
+  c.norm = m.norm;
+  c.pos_embed = m.pos_embed;
   c.layer_norm_eps = m.layer_norm_eps;
   return c;
 }
@@ -903,13 +903,13 @@ ModelConfig from_vit_config(const models::ViTConfig& c) {
   m.depth = c.depth;
   m.heads = c.heads;
   m.mlp_dim = c.mlp_dim;
-  m.pool = c.pool == models::Pool::cls ? Pool::cls : Pool::mean;
+  m.pool = c.pool;
   m.dropout = c.dropout;
   m.emb_dropout = c.emb_dropout;
   m.attn_dropout = c.attn_dropout;
   m.drop_path = c.drop_path;
-  m.norm = c.norm == nn::NormPlacement::pre ? NormPlacement::pre : NormPlacement::post;
-  m.pos_embed = c.pos_embed == models::PosEmbed::learned ? PosEmbed::learned : PosEmbed::sincos;
+  m.norm = c.norm;
+  m.pos_embed = c.pos_embed;
   m.layer_norm_eps = c.layer_norm_eps;
   return m;
 }
@@ -942,9 +942,6 @@ bool excluded_from_weight_decay(const OptimConfig& optim, std::string_view param
                      [&](const std::string& pattern) { return glob_match(pattern, parameter_name); });
 }
 
-std::string_view to_string(Pool v) { return name_of<Pool>(kPoolNames, v); }
-std::string_view to_string(NormPlacement v) { return name_of<NormPlacement>(kNormNames, v); }
-std::string_view to_string(PosEmbed v) { return name_of<PosEmbed>(kPosEmbedNames, v); }
 std::string_view to_string(Dataset v) { return name_of<Dataset>(kDatasetNames, v); }
 std::string_view to_string(OptimizerName v) { return name_of<OptimizerName>(kOptimizerNames, v); }
 std::string_view to_string(ScheduleName v) { return name_of<ScheduleName>(kScheduleNames, v); }

@@ -19,9 +19,10 @@ namespace tessera::train {
 
 // ---------------------------------------------------------------- model
 
-enum class Pool { cls, mean };             // classify from the cls token or the token mean
-enum class NormPlacement { pre, post };    // LayerNorm before (pre-norm) or after each residual
-enum class PosEmbed { learned, sincos };   // trained table or fixed 2-d sin-cos
+// The model's own choices (models/vit.h, nn/transformer.h).
+using models::Pool;
+using models::PosEmbed;
+using nn::NormPlacement;
 
 struct ModelConfig {
   // The preset the values started from (recorded so a dump says where they came from).
@@ -214,9 +215,6 @@ bool glob_match(std::string_view pattern, std::string_view text);
 // Whether a parameter (by its hierarchical name) is exempt from weight decay.
 bool excluded_from_weight_decay(const OptimConfig& optim, std::string_view parameter_name);
 
-std::string_view to_string(Pool v);
-std::string_view to_string(NormPlacement v);
-std::string_view to_string(PosEmbed v);
 std::string_view to_string(Dataset v);
 std::string_view to_string(OptimizerName v);
 std::string_view to_string(ScheduleName v);

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "ops/cpu/strided_loop.h"
+#include "ops/axis_view.h"
 #include "ops/kernels.h"
 
 namespace tessera::cpu {
@@ -11,14 +12,6 @@ namespace {
 
 constexpr std::int64_t kParallelMin = 32768;
 
-struct AxisView { std::int64_t A, L, B; };
-
-AxisView axis_view(const Shape& s, int axis) {
-  AxisView v{1, s[axis], 1};
-  for (int i = 0; i < axis; ++i) v.A *= s[i];
-  for (std::size_t i = axis + 1; i < s.size(); ++i) v.B *= s[i];
-  return v;
-}
 
 template <class F>
 void for_each_typed(DType t, const char* op, F&& f) { dispatch_float(t, op, f); }

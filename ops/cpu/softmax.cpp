@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "ops/cpu/dnnl_utils.h"
+#include "ops/axis_view.h"
 #include "ops/kernels.h"
 
 namespace tessera::cpu {
@@ -31,17 +32,10 @@ const SoftmaxEntry& softmax_primitive(const Shape& shape, int axis, bool log) {
   });
 }
 
-struct View { std::int64_t A, L, B; };
-View view_of(const Shape& s, int axis) {
-  View v{1, s[axis], 1};
-  for (int i = 0; i < axis; ++i) v.A *= s[i];
-  for (std::size_t i = axis + 1; i < s.size(); ++i) v.B *= s[i];
-  return v;
-}
 
 template <class T>
 void softmax_ref(const Tensor& x, int axis, bool log, Tensor& y) {
-  const View v = view_of(x.shape(), axis);
+  const AxisView v = axis_view(x.shape(), axis);
   const T* px = static_cast<const T*>(x.raw_data());
   T* py = static_cast<T*>(y.raw_data());
 #pragma omp parallel for schedule(static) if (x.numel() > 32768)
@@ -62,7 +56,7 @@ void softmax_ref(const Tensor& x, int axis, bool log, Tensor& y) {
 // softmax: dx = y * (dy - sum(dy * y));  log_softmax: dx = dy - exp(y) * sum(dy).
 template <class T>
 void softmax_backward_ref(const Tensor& y, const Tensor& dy, int axis, bool log, Tensor& dx) {
-  const View v = view_of(y.shape(), axis);
+  const AxisView v = axis_view(y.shape(), axis);
   const T* py = static_cast<const T*>(y.raw_data());
   const T* pdy = static_cast<const T*>(dy.raw_data());
   T* pdx = static_cast<T*>(dx.raw_data());

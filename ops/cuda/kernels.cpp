@@ -8,6 +8,7 @@
 
 #include "ops/cuda/runtime.h"
 #include "ops/dropout_mask.h"
+#include "ops/axis_view.h"
 #include "ops/kernels.h"
 
 namespace tessera::cuda {
@@ -15,14 +16,6 @@ namespace {
 
 using launch::Elem;
 
-struct AxisView { std::int64_t A, L, B; };
-
-AxisView axis_view(const Shape& s, int axis) {
-  AxisView v{1, s[axis], 1};
-  for (int i = 0; i < axis; ++i) v.A *= s[i];
-  for (std::size_t i = axis + 1; i < s.size(); ++i) v.B *= s[i];
-  return v;
-}
 
 const char* binary_name(BinaryOp op) {
   switch (op) {
