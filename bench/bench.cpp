@@ -54,7 +54,8 @@ void print_profile(int steps) {
   fmt::print("  per training step: {:.2f} ms in ops (calls and times per step)\n", 1e3 * total / steps);
 }
 
-void bench_preset(const std::string& name, const Preset& p, int steps, bool profile) {
+void bench_preset(const std::string& name, const Preset& p, int steps, bool profile, bool bf16) {
+  const AutocastGuard precision(bf16 ? DType::bf16 : DType::f32);
   models::ViTConfig c;
   c.image_h = c.image_w = p.img;
   c.patch_size = p.patch;
@@ -89,7 +90,8 @@ void bench_preset(const std::string& name, const Preset& p, int steps, bool prof
     for (int i = 0; i < steps; ++i) model(x);
     infer = steps * p.batch / seconds_since(t0);
   }
-  fmt::print("config={} params={} batch={} train_img_s={:.1f} infer_img_s={:.1f} peak_rss_mb={:.0f}\n", name,
+  fmt::print("config={}{} params={} batch={} train_img_s={:.1f} infer_img_s={:.1f} peak_rss_mb={:.0f}\n", name,
+             bf16 ? "-bf16" : "",
              model.num_parameters(), p.batch, train, infer, peak_rss_mb());
   std::fflush(stdout);
   if (profile) {
@@ -133,7 +135,7 @@ int run(const BenchOptions& opts) {
   for (const std::string& name : opts.presets) {
     auto it = presets().find(name);
     TESSERA_CHECK(it != presets().end(), ConfigError, "bench: unknown preset '{}' (seed, mnist, tiny)", name);
-    bench_preset(name, it->second, opts.steps, opts.profile);
+    bench_preset(name, it->second, opts.steps, opts.profile, opts.bf16);
   }
   return 0;
 }

@@ -4,6 +4,17 @@
 #include "ops/ops.h"
 
 namespace tessera {
+namespace {
+thread_local DType t_autocast = DType::f32;
+}  // namespace
+
+AutocastGuard::AutocastGuard(DType dtype) : previous_(t_autocast) {
+  TESSERA_CHECK(dtype == DType::f32 || dtype == DType::bf16, DTypeError,
+                "AutocastGuard: {} is not a mixed-precision type (bf16, or f32 for off)", dtype);
+  t_autocast = dtype;
+}
+AutocastGuard::~AutocastGuard() { t_autocast = previous_; }
+DType autocast_dtype() { return t_autocast; }
 
 using detail::check_compatible;
 using detail::check_float;
@@ -62,6 +73,34 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   Shape shape = x.shape();
   shape.back() = N;
   Tensor out = detail::empty_like_shape(shape, x);
+  const bool mixed = t_autocast == DType::bf16 && x.dtype() == DType::f32 && x.device().is_cpu() && K > 0;
+  if (mixed) {
+    // bf16 copies of the operands serve the forward product and both gradient products.
+    const Tensor xb = cast(x.detach().reshape({M, K}), DType::bf16), wb = cast(w.detach(), DType::bf16);
+    Tensor o2 = out.detach().reshape({M, N});
+    kernels::linear(xb, wb, bias.defined() ? bias.detach() : Tensor(), o2);
+    if (needs_recording({&x, &w, &bias})) {
+      const bool gx = x.requires_grad(), gw = w.requires_grad();
+      const bool gbias = bias.defined() && bias.requires_grad();
+      record("linear", {x, w, bias}, out, [gx, gw, gbias, M, K, N, xb, wb, in = x.shape()](const Tensor& dout) {
+        const Tensor d2 = dout.reshape({M, N});
+        const Tensor db16 = cast(d2, DType::bf16);
+        Tensor dx, dw, db;
+        if (gx) {
+          dx = empty({M, K});
+          kernels::matmul(db16, wb, false, false, dx);  // (M,N)(N,K)
+          dx = dx.reshape(in);
+        }
+        if (gw) {
+          dw = empty({N, K});
+          kernels::matmul(db16, xb, true, false, dw);   // (N,M)(M,K)
+        }
+        if (gbias) db = sum(d2, {0});
+        return std::vector<Tensor>{dx, dw, db};
+      });
+    }
+    return out;
+  }
   {
     Tensor x2 = x.detach().reshape({M, K});
     Tensor o2 = out.detach().reshape({M, N});

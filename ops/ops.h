@@ -60,6 +60,21 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool t
 // x (..., K) @ w (N, K)^T + bias (N) -> (..., N); bias may be undefined.
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = {});
 
+// Mixed precision: while an AutocastGuard(DType::bf16) is alive on this thread, linear
+// layers on f32 CPU tensors multiply in bf16 (AVX-512 BF16) with f32 accumulation, bias and
+// results; their gradients are f32, and weights stay f32 (the master copy).
+class AutocastGuard {
+ public:
+  explicit AutocastGuard(DType dtype);  // bf16, or f32 to turn autocast off
+  ~AutocastGuard();
+  AutocastGuard(const AutocastGuard&) = delete;
+  AutocastGuard& operator=(const AutocastGuard&) = delete;
+
+ private:
+  DType previous_;
+};
+DType autocast_dtype();  // f32 when off
+
 // ---------------------------------------------------------------- reductions
 // Over the given axes (all when empty); keepdim leaves size-1 axes in place.
 Tensor sum(const Tensor& x, const std::vector<std::int64_t>& axes = {}, bool keepdim = false);

@@ -203,6 +203,7 @@ int main(int argc, char** argv) {
   bench_cmd->add_option("--threads", bench.threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
   bench_cmd->add_flag("--profile", bench.profile, "per-op time breakdown of a training step");
   bench_cmd->add_flag("--matmul", bench.matmul, "matmul GFLOP/s in f32 and bf16");
+  bench_cmd->add_flag("--bf16", bench.bf16, "mixed precision: bf16 linear layers, f32 master weights");
 
   try {
     app.parse(argc, argv);

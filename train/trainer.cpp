@@ -181,8 +181,6 @@ EvalResult evaluate(models::ViT& model, datasets::DataLoader& loader, Device dev
 TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
   using clock = std::chrono::steady_clock;
   const auto run_start = clock::now();
-  TESSERA_CHECK(cfg.train.precision == DType::f32, ConfigError,
-                "train.precision: {} training is not available in this build; use f32", cfg.train.precision);
   TESSERA_CHECK(cfg.train.device.is_cpu() || cuda_available(), ConfigError,
                 "train.device: {} was asked for, but {}", cfg.train.device,
                 cuda_built() ? "no usable CUDA GPU is present" : "this build has no CUDA backend");
@@ -266,6 +264,7 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
     return path;
   };
   model->train();
+  const AutocastGuard precision(cfg.train.precision);
 
   while (st.epoch < epochs) {
     const auto epoch_start = clock::now();

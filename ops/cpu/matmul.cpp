@@ -101,13 +101,14 @@ void matmul(const Tensor& a, const Tensor& b, bool ta, bool tb, Tensor& out) {
 void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out) {
   const std::int64_t M = x.shape()[0], K = x.shape()[1], N = w.shape()[0];
   if (out.numel() == 0) return;
-  if (x.dtype() == DType::f32) {
+  // f32, or bf16 x and w (mixed precision) with an f32 bias and result.
+  if (x.dtype() == DType::f32 || x.dtype() == DType::bf16) {
     struct Entry { dnnl::matmul prim; dnnl::memory::desc x, w, b, o; };
     const bool has_bias = bias.defined();
-    const Entry& e = cached_primitive<Entry>(PrimitiveKey{11, M, K, N, has_bias}, [&] {
+    const Entry& e = cached_primitive<Entry>(PrimitiveKey{11, M, K, N, has_bias, static_cast<std::int64_t>(x.dtype())}, [&] {
       return dnnl_call("linear", [&] {
-        auto mx = plain_md({M, K}, DType::f32);
-        auto mw = strided_md({K, N}, {1, K}, DType::f32);  // w (N, K) read as w^T
+        auto mx = plain_md({M, K}, x.dtype());
+        auto mw = strided_md({K, N}, {1, K}, w.dtype());  // w (N, K) read as w^T
         auto mb = has_bias ? plain_md({1, N}, DType::f32) : dnnl::memory::desc();
         auto mo = plain_md({M, N}, DType::f32);
         dnnl::matmul::desc d = has_bias ? dnnl::matmul::desc(mx, mw, mb, mo) : dnnl::matmul::desc(mx, mw, mo);
