@@ -1,10 +1,12 @@
 // Training from a config: a tiny run that learns and whose checkpoint evaluates the same,
 // exact resume (after an epoch and mid-epoch), stopping on a non-finite loss, and the CLI's
 // exit codes and messages.
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <array>
+#include <csignal>
 #include <fstream>
 #include <sstream>
 
@@ -271,6 +273,88 @@ BOOST_AUTO_TEST_CASE(every_config_loads_and_builds_its_model) {
   // The default is small: at most 0.5 M parameters.
   BOOST_TEST(models::ViT(tt::to_vit_config(tt::load_config(fs::path(TESSERA_SOURCE_DIR) / "configs/mnist_vit.yaml").model))
                  .num_parameters() <= 500000);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(training_faults)
+
+BOOST_AUTO_TEST_CASE(a_kill_while_writing_a_checkpoint_leaves_the_previous_one_loadable) {
+  // A helper rewrites a run's checkpoint in a loop; SIGKILL lands at varying points of a
+  // write. The checkpoint must always load (the old or the new one, never a torn one), and
+  // the run must resume from it.
+  test::TempDir dir("train_kill");
+  tt::TrainConfig cfg = tiny_config(dir.path());
+  cfg.model.dim = 128, cfg.model.mlp_dim = 512, cfg.model.depth = 4;  // about 10 MB with the optimizer state
+  cfg.train.epochs = 1;
+  tt::train(cfg, quiet());
+  const fs::path last = dir / tt::kLastCheckpoint;
+  const std::string writer = std::string(TESSERA_BINARY_DIR) + "/tests/checkpoint_writer";
+  for (int delay_us : {200000, 260000, 330000, 410000, 500000, 620000}) {  // past its start-up
+    const pid_t child = ::fork();
+    if (child == 0) {
+      ::execl(writer.c_str(), writer.c_str(), last.c_str(), nullptr);
+      std::_Exit(127);
+    }
+    ::usleep(static_cast<useconds_t>(delay_us));
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    BOOST_TEST(WIFSIGNALED(status));
+    BOOST_CHECK_NO_THROW(tt::load_checkpoint(last));
+  }
+  // Temporary files left by kills that landed mid-write: the case under test happened.
+  int torn = 0;
+  for (const auto& e : fs::directory_iterator(dir.path())) torn += e.path().filename().string().starts_with(".last.");
+  BOOST_TEST(torn > 0);
+  // The run goes on from the checkpoint, and clears the leftovers.
+  tt::TrainConfig more = cfg;
+  more.train.epochs = 2;
+  tt::TrainOptions resume = quiet();
+  resume.resume = dir.path();
+  BOOST_TEST((tt::train(more, resume).status == tt::TrainResult::Status::finished));
+  for (const auto& e : fs::directory_iterator(dir.path()))
+    BOOST_TEST(!e.path().filename().string().starts_with(".last."), e.path());
+}
+
+BOOST_AUTO_TEST_CASE(an_unusable_output_directory_is_reported_before_training) {
+  test::TempDir dir("train_outdir");
+  std::ofstream(dir / "a_file") << "x";
+  tt::TrainConfig cfg = tiny_config(dir / "a_file" / "run");  // a path through a regular file
+  try {
+    tt::train(cfg, quiet());
+    BOOST_ERROR("no error");
+  } catch (const IoError& e) {
+    BOOST_TEST(std::string(e.what()).find("train.output_dir") != std::string::npos, e.what());
+  }
+  // A directory that cannot take a checkpoint (a file-size limit stands in for a full disk).
+  const fs::path small = dir / "small.yaml";
+  std::ofstream(small) << "model: {image_size: 16, patch_size: 4, num_classes: 4, dim: 32, depth: 1, heads: 2, mlp_dim: 32}\n"
+                       << "data: {dataset: synthetic}\ntrain: {output_dir: " << (dir / "small").string() << "}\n";
+  const std::string cmd = "bash -c \"trap '' XFSZ; ulimit -f 8; exec " + std::string(TESSERA_BINARY_DIR) +
+                          "/tessera train " + small.string() + "\" > " + (dir / "out.txt").string() + " 2>&1";
+  const int raw = std::system(cmd.c_str());
+  BOOST_TEST(WEXITSTATUS(raw) == 1);
+  std::ifstream in(dir / "out.txt");
+  const std::string out{std::istreambuf_iterator<char>(in), {}};
+  BOOST_TEST(out.find("train.output_dir") != std::string::npos, out);
+  BOOST_TEST(out.find("epoch 1") == std::string::npos, out);  // no training happened
+}
+
+BOOST_AUTO_TEST_CASE(a_config_too_big_for_memory_fails_early_with_an_estimate) {
+  test::TempDir dir("train_memory");
+  tt::TrainConfig cfg = tiny_config(dir.path());
+  cfg.train.batch_size = 40'000'000;
+  try {
+    tt::train(cfg, quiet());
+    BOOST_ERROR("no error");
+  } catch (const ConfigError& e) {
+    const std::string w = e.what();
+    BOOST_TEST(w.find("GiB") != std::string::npos, w);
+    BOOST_TEST(w.find("train.batch_size") != std::string::npos, w);
+  }
+  BOOST_TEST(!fs::exists(dir / tt::kMetricsFile));
+  BOOST_TEST(tt::estimate_training_bytes(tiny_config(dir.path())) < (std::int64_t{1} << 30));
 }
 
 BOOST_AUTO_TEST_SUITE_END()

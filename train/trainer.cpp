@@ -1,7 +1,11 @@
 #include "train/trainer.h"
 
+#include <fcntl.h>
 #include <omp.h>
 #include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <chrono>
 #include <cmath>
@@ -65,14 +69,20 @@ void check_output_dir(const fs::path& dir, std::int64_t checkpoint_bytes) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   TESSERA_CHECK(!ec, IoError, "train.output_dir: cannot create {}: {}", dir.string(), ec.message());
-  const fs::path probe = dir / ".write_test";
-  {
-    std::ofstream f(probe, std::ios::binary);
-    f << "tessera";
-    f.flush();
-    TESSERA_CHECK(f.good(), IoError, "train.output_dir: {} is not writable", dir.string());
+  // Temporary files of checkpoint writes that a crash interrupted.
+  for (const auto& entry : fs::directory_iterator(dir, ec)) {
+    const std::string name = entry.path().filename().string();
+    if (name.starts_with(".last.safetensors.tmp-") || name.starts_with(".best.safetensors.tmp-")) fs::remove(entry, ec);
   }
+  // Reserve a checkpoint's worth of space for real: this catches a read-only or full
+  // directory, and quotas and file-size limits that free-space figures do not show.
+  const fs::path probe = dir / ".write_test";
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+  const int err = fd < 0 ? errno : ::posix_fallocate(fd, 0, static_cast<off_t>(checkpoint_bytes));
+  if (fd >= 0) ::close(fd);
   fs::remove(probe, ec);
+  TESSERA_CHECK(err == 0, IoError, "train.output_dir: {} cannot hold a {:.1f} MiB checkpoint: {}", dir.string(),
+                checkpoint_bytes / 1048576.0, std::strerror(err));
   const fs::space_info space = fs::space(dir, ec);
   // last + best + the temporary copy of the one being written.
   const auto need = static_cast<std::uintmax_t>(3 * checkpoint_bytes);
