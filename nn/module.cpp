@@ -125,8 +125,14 @@ void Module::load_state_dict(const NamedTensors& state) {
   }
   for (const auto& [n, t] : state)
     if (!known.count(n)) problems.push_back(fmt::format("unexpected {}", n));
-  TESSERA_CHECK(problems.empty(), ShapeError, "load_state_dict: {} does not match the state ({} problem{}): {}",
-                type_name(), problems.size(), problems.size() == 1 ? "" : "s", fmt::join(problems, "; "));
+  constexpr std::size_t kShown = 12;
+  const std::size_t count = problems.size();
+  if (count > kShown) {
+    problems.resize(kShown);
+    problems.push_back(fmt::format("and {} more", count - kShown));
+  }
+  TESSERA_CHECK(count == 0, ShapeError, "load_state_dict: {} does not match the state ({} problem{}): {}",
+                type_name(), count, count == 1 ? "" : "s", fmt::join(problems, "; "));
   NoGradGuard no_grad;
   for (const auto& [n, t] : mine) {
     const Tensor& src = *given[n];

@@ -544,7 +544,7 @@ BOOST_AUTO_TEST_CASE(diff_lists_differing_keys_with_both_values) {
   BOOST_TEST(diff_configs(a, b, "optim.lr").size() == 1u);
   BOOST_TEST(diff_configs(a, b, "data").empty());
   BOOST_TEST(diff_configs(b, b).empty());
-  BOOST_TEST(format_differences(model) == "  model.dim: 64 -> 128\n  model.pool: cls -> mean");
+  BOOST_TEST(format_differences(model) == "model.dim: 64 -> 128; model.pool: cls -> mean");
   BOOST_TEST(config_error([&] { diff_configs(a, b, "modle"); }) ==
              "diff_configs: 'modle' is not a config key or section (did you mean model?)");
 

@@ -855,7 +855,7 @@ std::vector<ConfigDifference> diff_configs(const TrainConfig& left, const TrainC
 std::string format_differences(const std::vector<ConfigDifference>& diffs) {
   std::string out;
   for (const ConfigDifference& d : diffs)
-    out += fmt::format("{}  {}: {} -> {}", out.empty() ? "" : "\n", d.path, d.left, d.right);
+    out += fmt::format("{}{}: {} -> {}", out.empty() ? "" : "; ", d.path, d.left, d.right);
   return out;
 }
 

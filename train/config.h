@@ -194,7 +194,7 @@ struct ConfigDifference {
 // ("model" compares only model.*).
 std::vector<ConfigDifference> diff_configs(const TrainConfig& left, const TrainConfig& right,
                                            std::string_view under = "");
-// One line per difference: "  model.dim: 64 -> 128".
+// On one line: "model.dim: 64 -> 128; model.pool: cls -> mean".
 std::string format_differences(const std::vector<ConfigDifference>& diffs);
 
 // ---------------------------------------------------------------- presets and helpers

@@ -73,6 +73,10 @@ int run_eval(const std::string& config, const std::vector<std::string>& sets, co
   const tt::TrainConfig cfg = read_config(config, sets);
   tt::set_threads(cfg.train.threads);
   const tt::Checkpoint ck = tt::load_checkpoint(checkpoint);
+  std::vector<tt::ConfigDifference> diffs = tt::diff_configs(config_of(ck, checkpoint), cfg, "model");
+  std::erase_if(diffs, [](const tt::ConfigDifference& d) { return d.path == "model.preset"; });
+  TESSERA_CHECK(diffs.empty(), ts::ConfigError, "eval: {} holds a different model than {}: {}", checkpoint, config,
+                tt::format_differences(diffs));
   auto model = load_model(cfg, ck);
   const ts::datasets::DatasetPtr test = tt::open_dataset(cfg, ts::datasets::Split::test);
   ts::datasets::DataLoader loader =
@@ -208,7 +212,10 @@ int main(int argc, char** argv) {
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
-    return app.exit(e) == 0 ? 0 : 2;
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    fmt::print(stderr, "tessera: error: {} (see tessera {} --help)\n", e.what(),
+               app.get_subcommands().empty() ? "" : app.get_subcommands().front()->get_name());
+    return 2;
   }
   try {
     if (*train) return run_train(config, sets, resume);

@@ -165,6 +165,28 @@ fs::path resolve_resume(const fs::path& p) {
   return fs::is_directory(p) ? p / kLastCheckpoint : p;
 }
 
+// Continues a run from a checkpoint: refuses another model or changed data, then loads
+// the weights, the optimizer state, the position and the random generator.
+void restore(const fs::path& from, const TrainConfig& cfg, CheckpointInfo& info, models::ViT& model,
+             optim::Optimizer& opt) {
+  Checkpoint ck = load_checkpoint(from);
+  const TrainConfig saved = load_config_string(ck.info.config_yaml, from.string() + " (config)");
+  std::vector<ConfigDifference> diffs = diff_configs(saved, cfg, "model");
+  std::erase_if(diffs, [](const ConfigDifference& d) { return d.path == "model.preset"; });
+  TESSERA_CHECK(diffs.empty(), ConfigError, "--resume: {} was trained with a different model: {}", from.string(),
+                format_differences(diffs));
+  for (auto [stored, current, split] : {std::tuple{&ck.info.train_fingerprint, &info.train_fingerprint, "training"},
+                                        std::tuple{&ck.info.test_fingerprint, &info.test_fingerprint, "test"}})
+    TESSERA_CHECK(*stored == *current, DataError, "--resume: the {} data changed since {} was written: {}", split,
+                  from.string(),
+                  datasets::fingerprint_diff(datasets::Fingerprint::parse(*stored),
+                                             datasets::Fingerprint::parse(*current)));
+  model.load_state_dict(ck.model);
+  opt.load_state(ck.optimizer);
+  info.state = ck.info.state;
+  default_generator().set_state(info.state.generator);
+}
+
 }  // namespace
 
 EvalResult evaluate(models::ViT& model, datasets::DataLoader& loader, Device device) {
@@ -209,8 +231,6 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
   const datasets::ChannelStats stats = normalization(cfg, *train_set);
   datasets::DataLoader train_loader = make_loader(cfg, train_set, stats, true);
   datasets::DataLoader test_loader = make_loader(cfg, test_set, stats, false);
-  const std::string train_fp = train_set->fingerprint().to_string();
-  const std::string test_fp = test_set->fingerprint().to_string();
 
   std::unique_ptr<models::ViT> model = build_model(cfg);
   std::unique_ptr<optim::Optimizer> opt = make_optimizer(cfg, *model);
@@ -223,8 +243,8 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
 
   CheckpointInfo info;
   info.config_yaml = dump_config(cfg);
-  info.train_fingerprint = train_fp;
-  info.test_fingerprint = test_fp;
+  info.train_fingerprint = train_set->fingerprint().to_string();
+  info.test_fingerprint = test_set->fingerprint().to_string();
   info.class_names = train_set->class_names();
   info.normalize_mean = stats.mean;
   info.normalize_std = stats.std;
@@ -232,23 +252,7 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
 
   if (opts.resume) {
     const fs::path from = resolve_resume(*opts.resume);
-    Checkpoint ck = load_checkpoint(from);
-    const TrainConfig saved = load_config_string(ck.info.config_yaml, from.string() + " (config)");
-    std::vector<ConfigDifference> diffs = diff_configs(saved, cfg, "model");
-    std::erase_if(diffs, [](const ConfigDifference& d) { return d.path == "model.preset"; });
-    TESSERA_CHECK(diffs.empty(), ConfigError, "--resume: {} was trained with a different model:\n{}", from.string(),
-                  format_differences(diffs));
-    for (auto [stored, current, split] : {std::tuple{&ck.info.train_fingerprint, &train_fp, "training"},
-                                          std::tuple{&ck.info.test_fingerprint, &test_fp, "test"}})
-      TESSERA_CHECK(*stored == *current, DataError, "--resume: the {} data changed since {} was written: {}", split,
-                    from.string(),
-                    datasets::fingerprint_diff(datasets::Fingerprint::parse(*stored),
-                                               datasets::Fingerprint::parse(*current)));
-    model->load_state_dict(ck.model);
-    opt->load_state(ck.optimizer);
-    st = ck.info.state;
-    manual_seed(0);
-    default_generator().set_state(st.generator);
+    restore(from, cfg, info, *model, *opt);
     truncate_metrics(metrics_path, st.epoch);
     fmt::print(opts.out, "resuming from {} at epoch {}, batch {} (step {})\n", from.string(), st.epoch + 1, st.batch,
                st.global_step);
