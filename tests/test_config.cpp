@@ -298,6 +298,16 @@ BOOST_AUTO_TEST_CASE(wrong_types_name_the_key_and_position) {
              "config.yaml:2:27: optim.no_weight_decay_on[1]: expected a non-empty pattern, got \"\"");
 }
 
+BOOST_AUTO_TEST_CASE(keys_that_must_agree_are_checked_together) {
+  BOOST_TEST(load_error("train: {epochs: 1}\n") ==
+             "config.yaml: schedule.warmup_epochs: 1 warm-up epochs leave none for the cosine decay; "
+             "train.epochs is 1");
+  BOOST_TEST(load_error("optim: {lr: 0.001}\nschedule: {min_lr: 0.01}\n") ==
+             "config.yaml: schedule.min_lr: 0.01 exceeds the peak learning rate optim.lr = 0.001");
+  BOOST_CHECK_NO_THROW(load_config_string("train: {epochs: 1}\nschedule: {name: constant}\n", "c.yaml"));
+  BOOST_CHECK_NO_THROW(load_config_string("train: {epochs: 1}\nschedule: {warmup_epochs: 0.5}\n", "c.yaml"));
+}
+
 BOOST_AUTO_TEST_CASE(out_of_range_values_are_errors) {
   BOOST_TEST(load_error("optim:\n  momentum: 1.5\n") ==
              "config.yaml:2:13: optim.momentum: expected a number in [0, 1), got 1.5");

@@ -52,7 +52,10 @@ json comparable(json m) {
 
 tt::TrainOptions quiet() {
   static std::FILE* devnull = std::fopen("/dev/null", "w");
-  return {.out = devnull, .live_progress = false};
+  tt::TrainOptions options;
+  options.out = devnull;
+  options.live_progress = false;
+  return options;
 }
 
 struct CommandResult {
@@ -315,6 +318,45 @@ BOOST_AUTO_TEST_CASE(a_kill_while_writing_a_checkpoint_leaves_the_previous_one_l
   BOOST_TEST((tt::train(more, resume).status == tt::TrainResult::Status::finished));
   for (const auto& e : fs::directory_iterator(dir.path()))
     BOOST_TEST(!e.path().filename().string().starts_with(".last."), e.path());
+}
+
+BOOST_AUTO_TEST_CASE(ctrl_c_writes_a_checkpoint_and_the_run_resumes_from_it) {
+  // The real CLI in a child process, interrupted by SIGINT during its second epoch.
+  test::TempDir dir("train_sigint");
+  tt::TrainConfig cfg = tiny_config(dir / "run");
+  cfg.data.synthetic.train_size = 4096;  // 128 steps per epoch: time to land mid-epoch
+  const fs::path config = dir / "sigint.yaml";
+  std::ofstream(config) << tt::dump_config(cfg);
+  const std::string tessera = std::string(TESSERA_BINARY_DIR) + "/tessera";
+  const fs::path log = dir / "log.txt";
+  const pid_t child = ::fork();
+  if (child == 0) {
+    std::freopen(log.c_str(), "w", stdout);
+    std::freopen(log.c_str(), "a", stderr);
+    ::execl(tessera.c_str(), tessera.c_str(), "train", config.c_str(), nullptr);
+    std::_Exit(127);
+  }
+  const fs::path metrics = dir / "run" / tt::kMetricsFile;
+  auto first_epoch_done = [&] { return fs::exists(metrics) && fs::file_size(metrics) > 0; };
+  for (int i = 0; i < 6000 && !first_epoch_done(); ++i) ::usleep(20000);  // up to 2 minutes
+  BOOST_TEST_REQUIRE(first_epoch_done(), "the first epoch never finished");
+  ::kill(child, SIGINT);
+  int status = 0;
+  ::waitpid(child, &status, 0);
+  std::stringstream out;
+  out << std::ifstream(log).rdbuf();
+  BOOST_TEST_REQUIRE(WIFEXITED(status), out.str());
+  BOOST_TEST(WEXITSTATUS(status) == 130, out.str());
+  BOOST_TEST(out.str().find("interrupted") != std::string::npos, out.str());
+  BOOST_TEST(out.str().find("--resume") != std::string::npos, out.str());
+  const tt::Checkpoint ck = tt::load_checkpoint(dir / "run" / tt::kLastCheckpoint);
+  BOOST_TEST(ck.info.state.global_step >= 128);  // at least the first epoch
+  BOOST_TEST(ck.info.state.global_step < 3 * 128);
+
+  const CommandResult resumed = run_cli({"train", config.string(), "--resume", (dir / "run").string()}, dir.path());
+  BOOST_TEST(resumed.status == 0, resumed.err);
+  BOOST_TEST(read_metrics(dir / "run").size() == 3u);
+  BOOST_TEST(tt::load_checkpoint(dir / "run" / tt::kLastCheckpoint).info.state.global_step == 3 * 128);
 }
 
 BOOST_AUTO_TEST_CASE(an_unusable_output_directory_is_reported_before_training) {

@@ -840,6 +840,23 @@ YAML::Node load_single_document(const std::string& yaml, const Source& src) {
 
 }  // namespace
 
+namespace {
+
+// Rules that involve two keys; each key is checked on its own while parsing.
+void check_key_combinations(const TrainConfig& cfg, const Source& src) {
+  const YAML::Mark nowhere = YAML::Mark::null_mark();
+  const ScheduleConfig& s = cfg.schedule;
+  if (s.name == ScheduleName::cosine && s.warmup_epochs >= static_cast<double>(cfg.train.epochs))
+    fail_at(src, nowhere, "schedule.warmup_epochs",
+            fmt::format("{} warm-up epochs leave none for the cosine decay; train.epochs is {}",
+                        s.warmup_epochs, cfg.train.epochs));
+  if (s.name == ScheduleName::cosine && s.min_lr > cfg.optim.lr)
+    fail_at(src, nowhere, "schedule.min_lr",
+            fmt::format("{} exceeds the peak learning rate optim.lr = {}", s.min_lr, cfg.optim.lr));
+}
+
+}  // namespace
+
 TrainConfig load_config_string(std::string_view yaml, std::string_view source,
                                std::span<const ConfigOverride> overrides) {
   const Source src{std::string(source), ""};
@@ -847,6 +864,7 @@ TrainConfig load_config_string(std::string_view yaml, std::string_view source,
   TrainConfig cfg;
   if (!doc.IsNull()) apply_map(cfg, doc, "", src, doc.Mark());
   apply_overrides(cfg, overrides);
+  check_key_combinations(cfg, src);
   return cfg;
 }
 

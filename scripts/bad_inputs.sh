@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# Feeds the `tessera` CLI one bad input at a time and prints a Markdown table of what each
+# gets: the exit status and the one line on stderr. The README's bad-input table is this
+# script's output. Needs a build (./build/tessera) and MNIST in data/mnist (fetch_mnist.sh).
+#
+#   scripts/bad_inputs.sh [TESSERA]
+set -uo pipefail
+cd "$(dirname "$0")/.."
+readonly TESSERA=$(realpath "${1:-build/tessera}")
+readonly MNIST=$(realpath data/mnist)
+[[ -x "$TESSERA" ]] || { echo "bad_inputs: no executable at $TESSERA; build first" >&2; exit 1; }
+[[ -f "$MNIST/t10k-labels-idx1-ubyte" ]] || { echo "bad_inputs: run scripts/fetch_mnist.sh first" >&2; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+cd "$work"
+export OMP_NUM_THREADS=1
+
+# A tiny model on synthetic data: fast to train, so it can make real checkpoints.
+tiny='model: {dim: 16, depth: 1, heads: 2, mlp_dim: 32}
+schedule: {warmup_epochs: 0}
+data: {dataset: synthetic, synthetic: {train_size: 64, test_size: 32}}
+train: {epochs: 1, batch_size: 32, output_dir: run}'
+echo "$tiny" > tiny.yaml
+"$TESSERA" train tiny.yaml > /dev/null 2>&1 || { echo "bad_inputs: the tiny training failed" >&2; exit 1; }
+
+# A copy of MNIST's test split to damage (the loader also needs a training split).
+mnist_copy() {
+  mkdir -p "$1"
+  cp "$MNIST"/t10k-* "$1"/
+  cp "$MNIST"/t10k-images-idx3-ubyte "$1"/train-images-idx3-ubyte
+  cp "$MNIST"/t10k-labels-idx1-ubyte "$1"/train-labels-idx1-ubyte
+}
+mnist_copy truncated && truncate -s 100000 truncated/t10k-images-idx3-ubyte
+mnist_copy badmagic && printf '\x00\x00\x09\x03' | dd of=badmagic/t10k-images-idx3-ubyte conv=notrunc status=none
+mnist_copy badlabel && printf '\x0c' | dd of=badlabel/t10k-labels-idx1-ubyte bs=1 seek=20 conv=notrunc status=none
+mnist_copy shortlabels && truncate -s 5008 shortlabels/t10k-labels-idx1-ubyte
+mnist='model: {dim: 16, depth: 1, heads: 2, mlp_dim: 32}
+train: {epochs: 1, output_dir: mrun}
+data: {train_limit: 64, test_limit: 64, root: '
+
+echo 'model: {dim: 64' > malformed.yaml
+echo ',model: {}' > leading_comma.yaml
+echo 'model: {depht: 3}' > unknown_key.yaml
+echo 'optim: {lr: fast}' > wrong_type.yaml
+echo 'train: {epochs: 0}' > out_of_range.yaml
+echo 'train: {epochs: 1}' > short.yaml
+echo 'model: {image_size: 30, patch_size: 4}' > indivisible.yaml
+echo 'model: {dim: 100, heads: 3}' > heads.yaml
+printf 'model: {dim: 16}\n---\nmodel: {dim: 32}\n' > two_docs.yaml
+echo "$tiny" > other_model.yaml && echo 'model: {dim: 32, depth: 1, heads: 2, mlp_dim: 32}' >> other_model.yaml
+head -c 2000 run/last.safetensors > truncated.safetensors
+echo 'not an image' > note.png
+printf 'P5\n3 0\n255\n' > flat.pgm
+touch afile
+echo "$tiny" > unwritable.yaml && echo 'train: {output_dir: afile/run}' >> unwritable.yaml
+echo "$tiny" > huge.yaml && echo 'model: {preset: vit-base/16, image_size: 224, channels: 1}' >> huge.yaml \
+  && echo 'train: {epochs: 1, batch_size: 65536, output_dir: hrun}' >> huge.yaml
+for d in truncated badmagic badlabel shortlabels; do echo "$mnist$d}" > "$d.yaml"; done
+echo "${mnist}nowhere}" > missing_data.yaml
+echo "${mnist}$MNIST}" > rgb_model.yaml && echo 'model: {channels: 3}' >> rgb_model.yaml
+echo "${mnist}$MNIST}" > size_model.yaml && echo 'model: {image_size: 32}' >> size_model.yaml
+
+echo '| bad input | command | exit | message (stderr) |'
+echo '|---|---|---|---|'
+try() {
+  local what=$1
+  shift
+  local err status
+  err=$("$TESSERA" "$@" 2>&1 >/dev/null)
+  status=$?
+  err=${err//$work\//}
+  err=${err//$MNIST/data\/mnist}
+  err=${err//|/\\|}
+  printf '| %s | `tessera %s` | %d | %s |\n' "$what" "$*" "$status" "${err//$'\n'/<br>}"
+}
+try "malformed YAML" summary malformed.yaml
+try "a stray ',' (hung yaml-cpp; found by fuzzing)" summary leading_comma.yaml
+try "two YAML documents" summary two_docs.yaml
+try "unknown key" summary unknown_key.yaml
+try "wrong type" summary wrong_type.yaml
+try "out-of-range value" summary out_of_range.yaml
+try "warm-up as long as the run" summary short.yaml
+try "image not divisible by the patch" summary indivisible.yaml
+try "dim not divisible by heads" summary heads.yaml
+try "bad --set" summary tiny.yaml --set optim.lr
+try "bad --set value" summary tiny.yaml --set train.batch_size=-1
+try "unknown preset" summary tiny.yaml --set model.preset=vit-huge
+try "missing config" summary nothere.yaml
+try "unknown command" frobnicate
+try "missing dataset directory" train missing_data.yaml
+try "truncated IDX file" train truncated.yaml
+try "IDX file with a wrong magic number" train badmagic.yaml
+try "label out of range" train badlabel.yaml
+try "fewer labels than images" train shortlabels.yaml
+try "model expects 3 channels, data has 1" train rgb_model.yaml
+try "model expects 32×32, data is 28×28" train size_model.yaml
+try "output directory unusable" train unwritable.yaml
+try "more memory than the machine has" train huge.yaml
+try "checkpoint of another model" eval other_model.yaml --checkpoint run/last.safetensors
+try "truncated checkpoint" eval tiny.yaml --checkpoint truncated.safetensors
+try "not a checkpoint" eval tiny.yaml --checkpoint tiny.yaml
+try "missing checkpoint" eval tiny.yaml --checkpoint none.safetensors
+try "resume with another model" train other_model.yaml --resume run
+try "undecodable image" predict --checkpoint run/last.safetensors note.png
+try "image with a zero side (aborted stb; found by fuzzing)" predict --checkpoint run/last.safetensors flat.pgm
