@@ -53,6 +53,9 @@ class ImageFolderDataset final : public Dataset {
   Fingerprint fingerprint_;
 };
 
+// Images are refused above this many pixels (32 Mi: e.g. 8192x4096), before decoding.
+inline constexpr std::int64_t kMaxImagePixels = std::int64_t{1} << 25;
+
 // Decodes an encoded image (PNG, JPEG, BMP, ...) to `shape` (channels 1 or 3, resized as
 // needed) in (C, H, W) order. `what` names the source in the DataError for undecodable
 // data.

@@ -36,6 +36,7 @@ mnist_copy badmagic && printf '\x00\x00\x09\x03' | dd of=badmagic/t10k-images-id
 mnist_copy badlabel && printf '\x0c' | dd of=badlabel/t10k-labels-idx1-ubyte bs=1 seek=20 conv=notrunc status=none
 mnist_copy shortlabels && truncate -s 5008 shortlabels/t10k-labels-idx1-ubyte
 mnist='model: {dim: 16, depth: 1, heads: 2, mlp_dim: 32}
+schedule: {warmup_epochs: 0}
 train: {epochs: 1, output_dir: mrun}
 data: {train_limit: 64, test_limit: 64, root: '
 
@@ -48,18 +49,14 @@ echo 'train: {epochs: 1}' > short.yaml
 echo 'model: {image_size: 30, patch_size: 4}' > indivisible.yaml
 echo 'model: {dim: 100, heads: 3}' > heads.yaml
 printf 'model: {dim: 16}\n---\nmodel: {dim: 32}\n' > two_docs.yaml
-echo "$tiny" > other_model.yaml && echo 'model: {dim: 32, depth: 1, heads: 2, mlp_dim: 32}' >> other_model.yaml
 head -c 2000 run/last.safetensors > truncated.safetensors
 echo 'not an image' > note.png
 printf 'P5\n3 0\n255\n' > flat.pgm
+printf 'P5\n20000 20000\n255\n' > huge.pgm
 touch afile
-echo "$tiny" > unwritable.yaml && echo 'train: {output_dir: afile/run}' >> unwritable.yaml
-echo "$tiny" > huge.yaml && echo 'model: {preset: vit-base/16, image_size: 224, channels: 1}' >> huge.yaml \
-  && echo 'train: {epochs: 1, batch_size: 65536, output_dir: hrun}' >> huge.yaml
 for d in truncated badmagic badlabel shortlabels; do echo "$mnist$d}" > "$d.yaml"; done
 echo "${mnist}nowhere}" > missing_data.yaml
-echo "${mnist}$MNIST}" > rgb_model.yaml && echo 'model: {channels: 3}' >> rgb_model.yaml
-echo "${mnist}$MNIST}" > size_model.yaml && echo 'model: {image_size: 32}' >> size_model.yaml
+echo "${mnist}$MNIST}" > mnist.yaml
 
 echo '| bad input | command | exit | message (stderr) |'
 echo '|---|---|---|---|'
@@ -93,14 +90,15 @@ try "truncated IDX file" train truncated.yaml
 try "IDX file with a wrong magic number" train badmagic.yaml
 try "label out of range" train badlabel.yaml
 try "fewer labels than images" train shortlabels.yaml
-try "model expects 3 channels, data has 1" train rgb_model.yaml
-try "model expects 32×32, data is 28×28" train size_model.yaml
-try "output directory unusable" train unwritable.yaml
-try "more memory than the machine has" train huge.yaml
-try "checkpoint of another model" eval other_model.yaml --checkpoint run/last.safetensors
+try "model expects 3 channels, data has 1" train mnist.yaml --set model.channels=3
+try "model expects 32×32, data is 28×28" train mnist.yaml --set model.image_size=32
+try "output directory unusable" train tiny.yaml --set train.output_dir=afile/run
+try "more memory than the machine has" train tiny.yaml --set model.preset=vit-base/16 --set train.batch_size=65536 --set train.output_dir=big
+try "checkpoint of another model" eval tiny.yaml --set model.dim=32 --checkpoint run/last.safetensors
 try "truncated checkpoint" eval tiny.yaml --checkpoint truncated.safetensors
 try "not a checkpoint" eval tiny.yaml --checkpoint tiny.yaml
 try "missing checkpoint" eval tiny.yaml --checkpoint none.safetensors
-try "resume with another model" train other_model.yaml --resume run
+try "resume with another model" train tiny.yaml --set model.dim=32 --resume run
 try "undecodable image" predict --checkpoint run/last.safetensors note.png
 try "image with a zero side (aborted stb; found by fuzzing)" predict --checkpoint run/last.safetensors flat.pgm
+try "a 19-byte image claiming 20000×20000 pixels (found by fuzzing)" predict --checkpoint run/last.safetensors huge.pgm

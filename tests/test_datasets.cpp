@@ -479,13 +479,18 @@ BOOST_AUTO_TEST_CASE(resizes_to_the_requested_size) {
   BOOST_TEST(std::all_of(b.begin(), b.end(), [](std::uint8_t v) { return v == 60; }));
 }
 
-BOOST_AUTO_TEST_CASE(an_image_with_a_zero_side_is_an_error) {
+BOOST_AUTO_TEST_CASE(an_image_claiming_no_pixels_or_too_many_is_an_error) {
   // A PGM header of width 3 and height 0 decodes; resizing it used to abort (fuzz_image).
   const std::string pgm = "P5\n3 0\n255\n";
   const std::vector<std::uint8_t> bytes(pgm.begin(), pgm.end());
   Bytes out(16);
   check_error<DataError>([&] { decode_image(bytes, {1, 4, 4}, out, "flat.pgm"); },
                          {"flat.pgm", "empty (3x0 pixels)"});
+  // A few header bytes can claim a huge image: refused before decoding (fuzz_image).
+  const std::string huge = "P5\n20000 20000\n255\n";
+  check_error<DataError>([&] { decode_image({reinterpret_cast<const std::uint8_t*>(huge.data()), huge.size()},
+                                            {1, 4, 4}, out, "huge.pgm"); },
+                         {"huge.pgm", "20000x20000 pixels is larger than"});
 }
 
 BOOST_AUTO_TEST_CASE(bad_folders_and_files_are_errors) {

@@ -101,6 +101,18 @@ BOOST_AUTO_TEST_CASE(bad_configurations_are_clear_errors) {
   BOOST_CHECK_THROW(m(zeros({2, 2, 8, 9})), ShapeError);
 }
 
+BOOST_AUTO_TEST_CASE(images_of_another_size_or_channel_count_are_clear_errors) {
+  ViT m(ViTConfig::preset("seed-mnist"));
+  for (const Shape& wrong : {Shape{2, 1, 32, 32}, Shape{2, 3, 28, 28}, Shape{1, 28, 28}}) {
+    try {
+      m(ones(wrong));
+      BOOST_ERROR("no error for a wrong input shape");
+    } catch (const ShapeError& e) {
+      BOOST_TEST(std::string(e.what()).find("must be (B, 1, 28, 28)") != std::string::npos, e.what());
+    }
+  }
+}
+
 BOOST_AUTO_TEST_CASE(gradcheck_tiny_vit_every_variant) {
   for (auto norm : {nn::NormPlacement::pre, nn::NormPlacement::post})
     for (auto pool : {models::Pool::cls, models::Pool::mean})

@@ -213,8 +213,17 @@ int main(int argc, char** argv) {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
-    fmt::print(stderr, "tessera: error: {} (see tessera {} --help)\n", e.what(),
-               app.get_subcommands().empty() ? "" : app.get_subcommands().front()->get_name());
+    if (app.get_subcommands().empty()) {
+      // CLI11 reports an unknown command as a missing one; name it.
+      const bool unknown = argc > 1 && argv[1][0] != '-';
+      fmt::print(stderr, "tessera: error: {} (see tessera --help)\n",
+                 unknown ? fmt::format("unknown command '{}'; the commands are train, eval, predict, summary, "
+                                       "gradcheck and bench", argv[1])
+                         : std::string(e.what()));
+    } else {
+      fmt::print(stderr, "tessera: error: {} (see tessera {} --help)\n", e.what(),
+                 app.get_subcommands().front()->get_name());
+    }
     return 2;
   }
   try {

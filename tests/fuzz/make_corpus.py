@@ -18,8 +18,8 @@ images = struct.pack(">IIII", 0x803, 2, 3, 3) + bytes(range(18))
 labels = struct.pack(">II", 0x801, 2) + bytes([3, 9])
 put("idx", "images", images)
 put("idx", "labels", labels)
-put("idx", "images.gz", gzip.compress(images))
-put("idx", "labels.gz", gzip.compress(labels))
+put("idx", "images.gz", gzip.compress(images, mtime=0))  # mtime 0: the same bytes every run
+put("idx", "labels.gz", gzip.compress(labels, mtime=0))
 put("idx", "truncated", images[:20])
 put("idx", "bad_magic", struct.pack(">IIII", 0x804, 1, 2, 2) + bytes(4))
 
@@ -77,3 +77,8 @@ raw = b"".join(b"\x00" + rgb[y * w * 3:(y + 1) * w * 3] for y in range(h))
 put("image", "rgb.png", b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)) +
     chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 put("image", "not_an_image", b"hello")
+
+# Inputs the fuzzers found (docs/hardening.md), kept so every fuzz pass replays them.
+put("config", "regression_leading_comma", b",ptm\xf8i=r.l3e\xbc\xca,4")          # hung yaml-cpp's LoadAll
+put("image", "regression_zero_height.pgm", b"P5\n3 \x14\xdc")                    # 3x0 image: stb resize assert
+put("image", "regression_huge_header", b"\x11\x00\n4\x0c\x00\x00\x00\x00\x00\x8b\x00\x00P58 8")  # claims 20480x14389
