@@ -838,10 +838,6 @@ YAML::Node load_single_document(const std::string& yaml, const Source& src) {
   }
 }
 
-}  // namespace
-
-namespace {
-
 // Rules that involve two keys; each key is checked on its own while parsing.
 void check_key_combinations(const TrainConfig& cfg, const Source& src) {
   const YAML::Mark nowhere = YAML::Mark::null_mark();
@@ -906,6 +902,12 @@ std::vector<ConfigDifference> diff_configs(const TrainConfig& left, const TrainC
                         (f.path.starts_with(under) && f.path[under.size()] == '.');
     if (inside && !f.equal(left, right)) diffs.push_back({f.path, f.dump(left), f.dump(right)});
   }
+  return diffs;
+}
+
+std::vector<ConfigDifference> model_differences(const TrainConfig& saved, const TrainConfig& current) {
+  std::vector<ConfigDifference> diffs = diff_configs(saved, current, "model");
+  std::erase_if(diffs, [](const ConfigDifference& d) { return d.path == "model.preset"; });
   return diffs;
 }
 

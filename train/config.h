@@ -194,6 +194,8 @@ struct ConfigDifference {
 // ("model" compares only model.*).
 std::vector<ConfigDifference> diff_configs(const TrainConfig& left, const TrainConfig& right,
                                            std::string_view under = "");
+// The model keys that differ; the preset's name is not one (the keys it set are compared).
+std::vector<ConfigDifference> model_differences(const TrainConfig& saved, const TrainConfig& current);
 // On one line: "model.dim: 64 -> 128; model.pool: cls -> mean".
 std::string format_differences(const std::vector<ConfigDifference>& diffs);
 

@@ -73,8 +73,7 @@ int run_eval(const std::string& config, const std::vector<std::string>& sets, co
   const tt::TrainConfig cfg = read_config(config, sets);
   tt::set_threads(cfg.train.threads);
   const tt::Checkpoint ck = tt::load_checkpoint(checkpoint);
-  std::vector<tt::ConfigDifference> diffs = tt::diff_configs(config_of(ck, checkpoint), cfg, "model");
-  std::erase_if(diffs, [](const tt::ConfigDifference& d) { return d.path == "model.preset"; });
+  const std::vector<tt::ConfigDifference> diffs = tt::model_differences(config_of(ck, checkpoint), cfg);
   TESSERA_CHECK(diffs.empty(), ts::ConfigError, "eval: {} holds a different model than {}: {}", checkpoint, config,
                 tt::format_differences(diffs));
   auto model = load_model(cfg, ck);

@@ -171,8 +171,7 @@ void restore(const fs::path& from, const TrainConfig& cfg, CheckpointInfo& info,
              optim::Optimizer& opt) {
   Checkpoint ck = load_checkpoint(from);
   const TrainConfig saved = load_config_string(ck.info.config_yaml, from.string() + " (config)");
-  std::vector<ConfigDifference> diffs = diff_configs(saved, cfg, "model");
-  std::erase_if(diffs, [](const ConfigDifference& d) { return d.path == "model.preset"; });
+  const std::vector<ConfigDifference> diffs = model_differences(saved, cfg);
   TESSERA_CHECK(diffs.empty(), ConfigError, "--resume: {} was trained with a different model: {}", from.string(),
                 format_differences(diffs));
   for (auto [stored, current, split] : {std::tuple{&ck.info.train_fingerprint, &info.train_fingerprint, "training"},
