@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build pkg-config   # toolchain
   libdnnl-dev                                     # oneDNN 2.6: CPU kernels
+  ocl-icd-opencl-dev                              # demanded by Debian's dnnl-config.cmake (only recommended by libdnnl-dev)
   libfmt-dev                                      # formatting and printing
   libboost-test-dev                               # the test framework
   libyaml-cpp-dev                                 # training configs
