@@ -10,6 +10,7 @@
 
 #include "autograd/profiler.h"
 #include "models/vit.h"
+#include "ops/cpu_info.h"
 #include "ops/kernels.h"
 #include "optim/optim.h"
 
@@ -107,9 +108,12 @@ void bench_preset(const std::string& name, const Preset& p, int steps, bool prof
 // GFLOP/s of square matrix products through the library's kernel (oneDNN), f32 and bf16
 // operands (bf16 with an f32 result, as mixed precision uses them).
 void bench_matmul(int steps) {
+  const bool bf16 = bf16_unavailable_reason().empty();
+  if (!bf16) fmt::print("matmul: bf16 unavailable: {}\n", bf16_unavailable_reason());
   for (std::int64_t n : {256, 512, 1024, 2048}) {
     std::string line = fmt::format("matmul n={}", n);
     for (DType dt : {DType::f32, DType::bf16}) {
+      if (dt == DType::bf16 && !bf16) continue;
       const Tensor a = randn({n, n}).to(dt), b = randn({n, n}).to(dt);
       Tensor c = empty({n, n});
       kernels::matmul(a, b, false, false, c);  // creates the primitive
@@ -128,6 +132,7 @@ void bench_matmul(int steps) {
 
 int run(const BenchOptions& opts) {
   if (opts.threads > 0) omp_set_num_threads(opts.threads);
+  fmt::print("cpu: {}; {} threads\n", cpu_summary(), omp_get_max_threads());
   if (opts.matmul) {
     bench_matmul(opts.steps);
     return 0;

@@ -9,7 +9,7 @@ function(tessera_discover_boost_tests target)
   endif()
   add_custom_command(TARGET ${target} POST_BUILD
     COMMAND ${CMAKE_COMMAND} -D "EXE=$<TARGET_FILE:${target}>" -D "OUT=${ctest_file}"
-            -D "WORKDIR=${CMAKE_CURRENT_BINARY_DIR}"
+            -D "WORKDIR=${CMAKE_CURRENT_BINARY_DIR}" -D "AVX2_SUITES=${TESSERA_AVX2_SUITES}"
             -P "${PROJECT_SOURCE_DIR}/cmake/BoostTestList.cmake"
     BYPRODUCTS ${ctest_file}
     VERBATIM)

@@ -1,10 +1,14 @@
 # Script mode: writes an add_test() for every enabled test case of a Boost.Test binary.
-# Inputs: EXE (the binary), OUT (the CTest include file), WORKDIR.
+# Inputs: EXE (the binary), OUT (the CTest include file), WORKDIR, AVX2_SUITES (comma-separated suites
+# to run twice, the second time capped to AVX2). Each test is labelled with its suite.
 execute_process(COMMAND "${EXE}" --list_content
                 OUTPUT_VARIABLE out ERROR_VARIABLE listing RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${EXE} --list_content failed (${rc}): ${out}${listing}")
 endif()
+
+cmake_policy(VERSION 3.25)  # if(IN_LIST)
+string(REPLACE "," ";" AVX2_SUITES "${AVX2_SUITES}")
 
 # The listing is indented by 4 spaces per level; enabled units end with '*'.
 string(REPLACE "\n" ";" lines "${listing}")
@@ -50,8 +54,18 @@ if(n GREATER 0)
       endif()
     endif()
     if(leaf AND on STREQUAL "x*")
+      string(REGEX REPLACE "/.*" "" suite "${full}")
       string(APPEND result "add_test([=[${full}]=] \"${EXE}\" --run_test=${full} --color_output=no)\n"
-             "set_tests_properties([=[${full}]=] PROPERTIES WORKING_DIRECTORY \"${WORKDIR}\" SKIP_REGULAR_EXPRESSION \"SKIPPED [A-Za-z0-9_]+/\")\n")
+             "set_tests_properties([=[${full}]=] PROPERTIES WORKING_DIRECTORY \"${WORKDIR}\" LABELS ${suite} "
+             "SKIP_REGULAR_EXPRESSION \"SKIPPED [A-Za-z0-9_]+/\")\n")
+      # The same case again with oneDNN, and so our own kernels, capped to AVX2: the path
+      # every AVX2-only CPU takes, proven whatever CPU runs the suite.
+      if(suite IN_LIST AVX2_SUITES)
+        string(APPEND result "add_test([=[avx2/${full}]=] \"${EXE}\" --run_test=${full} --color_output=no)\n"
+               "set_tests_properties([=[avx2/${full}]=] PROPERTIES WORKING_DIRECTORY \"${WORKDIR}\" "
+               "LABELS \"avx2;${suite}\" ENVIRONMENT ONEDNN_MAX_CPU_ISA=AVX2 "
+               "SKIP_REGULAR_EXPRESSION \"SKIPPED [A-Za-z0-9_]+/\")\n")
+      endif()
     endif()
   endforeach()
 endif()

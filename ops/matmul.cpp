@@ -1,4 +1,5 @@
 // matmul and linear, with their gradients.
+#include "ops/cpu_info.h"
 #include "ops/kernels.h"
 #include "ops/op_utils.h"
 #include "ops/ops.h"
@@ -11,6 +12,10 @@ thread_local DType t_autocast = DType::f32;
 AutocastGuard::AutocastGuard(DType dtype) : previous_(t_autocast) {
   TESSERA_CHECK(dtype == DType::f32 || dtype == DType::bf16, DTypeError,
                 "AutocastGuard: {} is not a mixed-precision type (bf16, or f32 for off)", dtype);
+  if (dtype == DType::bf16) {
+    const std::string why = bf16_unavailable_reason();
+    TESSERA_CHECK(why.empty(), DeviceError, "AutocastGuard: {}", why);
+  }
   t_autocast = dtype;
 }
 AutocastGuard::~AutocastGuard() { t_autocast = previous_; }

@@ -61,8 +61,10 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool transpose_a = false, bool t
 Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias = {});
 
 // Mixed precision: while an AutocastGuard(DType::bf16) is alive on this thread, linear
-// layers on f32 CPU tensors multiply in bf16 (AVX-512 BF16) with f32 accumulation, bias and
-// results; their gradients are f32, and weights stay f32 (the master copy).
+// layers on f32 CPU tensors multiply in bf16 with f32 accumulation, bias and results; their
+// gradients are f32, and weights stay f32 (the master copy). Needs a CPU on which oneDNN
+// multiplies in bf16 (AVX-512; natively with AVX512-BF16): elsewhere the guard throws
+// DeviceError saying why (see cpu_info.h).
 class AutocastGuard {
  public:
   explicit AutocastGuard(DType dtype);  // bf16, or f32 to turn autocast off

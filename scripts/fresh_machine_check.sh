@@ -57,7 +57,7 @@ stage() {
   fi
 }
 in_root() { chroot "$root" /usr/bin/env -i HOME=/root PATH=/usr/sbin:/usr/bin:/sbin:/bin LANG=C.UTF-8 \
-  TERM=dumb /bin/bash -c "cd /src && $1"; }
+  TERM=dumb NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt /bin/bash -c "cd /src && $1"; }
 
 # The README's quick-start command N: the line after the "# N. " comment.
 readme_command() {
@@ -76,6 +76,12 @@ for fs in proc sys dev dev/pts; do
   mounted+=("$root/$fs")
 done
 cp /etc/resolv.conf "$root/etc/resolv.conf"
+# Where this machine reaches the network through a TLS-inspecting proxy, its local CA
+# certificates are what any machine there would have installed: carry them in.
+if compgen -G "/usr/local/share/ca-certificates/*.crt" >/dev/null; then
+  stage "local CA certificates of this machine" bash -c \
+    "cp /usr/local/share/ca-certificates/*.crt '$root/usr/local/share/ca-certificates/' && chroot '$root' update-ca-certificates"
+fi
 
 # Shortenings: one epoch on 2,048 training and 1,024 test images; fuzz 3 s per target.
 short_training=" --set train.epochs=1 --set data.train_limit=2048 --set data.test_limit=1024"

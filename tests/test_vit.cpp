@@ -6,6 +6,7 @@
 #include "support/test_support.h"
 
 using namespace tessera;
+namespace utf = boost::unit_test;
 using models::ViT;
 using models::ViTConfig;
 
@@ -202,7 +203,7 @@ BOOST_AUTO_TEST_CASE(matches_pytorch_golden_post_norm) {
   check_golden("post", DType::f32, 2e-4, 1e-6);
 }
 
-BOOST_AUTO_TEST_CASE(bf16_mixed_precision_stays_close_to_pytorch) {
+BOOST_AUTO_TEST_CASE(bf16_mixed_precision_stays_close_to_pytorch, *utf::precondition(test::needs_bf16)) {
   // bf16 keeps 8 significant bits: logits, loss and gradients within 3% (+3e-3).
   check_golden("pre", DType::f32, 3e-2, 3e-3, true);
   check_golden("post", DType::f32, 3e-2, 3e-3, true);
@@ -235,6 +236,6 @@ void learn_64_random_images(DType precision) {
 }
 
 BOOST_AUTO_TEST_CASE(learns_64_random_images) { learn_64_random_images(DType::f32); }
-BOOST_AUTO_TEST_CASE(learns_64_random_images_in_bf16) { learn_64_random_images(DType::bf16); }
+BOOST_AUTO_TEST_CASE(learns_64_random_images_in_bf16, *utf::precondition(test::needs_bf16)) { learn_64_random_images(DType::bf16); }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -10,6 +10,8 @@
 #include "autograd/gradcheck.h"
 #include "bench/bench.h"
 #include "datasets/image_folder.h"
+#include "ops/cpu_info.h"
+#include "ops/kernels.h"
 #include "train/data.h"
 #include "train/trainer.h"
 
@@ -175,7 +177,10 @@ int run_gradcheck(const std::string& config, const std::vector<std::string>& set
 int main(int argc, char** argv) {
   CLI::App app{"Tessera: train and run Vision Transformers from a YAML config", "tessera"};
   app.require_subcommand(1);
-  app.set_version_flag("--version", "tessera 0.1.0");
+  app.set_version_flag("--version", [] {
+    return fmt::format("tessera {} ({} build{})\ncpu: {}", TESSERA_VERSION, TESSERA_NATIVE_BUILD ? "native" : "portable",
+                       ts::cuda_built() ? ", CUDA backend" : "", ts::cpu_summary());
+  });
   std::string config, checkpoint, resume;
   std::vector<std::string> sets, images;
   int top_k = 5, samples = 6;
@@ -226,6 +231,7 @@ int main(int argc, char** argv) {
     return 2;
   }
   try {
+    ts::require_supported_cpu("");
     if (*train) return run_train(config, sets, resume);
     if (*eval) return run_eval(config, sets, checkpoint);
     if (*predict) return run_predict(checkpoint, images, top_k);

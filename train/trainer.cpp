@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ops/cpu_info.h"
 #include "ops/kernels.h"
 #include "optim/optim.h"
 #include "train/data.h"
@@ -215,6 +216,10 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
   TESSERA_CHECK(cfg.train.device.is_cpu() || cuda_available(), ConfigError,
                 "train.device: {} was asked for, but {}", cfg.train.device,
                 cuda_built() ? "no usable CUDA GPU is present" : "this build has no CUDA backend");
+  if (cfg.train.precision == DType::bf16 && cfg.train.device.is_cpu()) {
+    const std::string why = bf16_unavailable_reason();
+    TESSERA_CHECK(why.empty(), ConfigError, "train.precision: {}; train in f32 (train.precision: f32)", why);
+  }
   to_vit_config(cfg.model).validate();
   set_threads(cfg.train.threads);
 
@@ -258,7 +263,9 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
   } else {
     std::ofstream(metrics_path, std::ios::trunc);
   }
-  std::ofstream(out_dir / kConfigFile, std::ios::trunc) << info.config_yaml;
+  std::ofstream(out_dir / kConfigFile, std::ios::trunc)
+      << fmt::format("# run on: {}\n", cpu_summary()) << info.config_yaml;
+  fmt::print(opts.out, "cpu: {}\n", cpu_summary());
   fmt::print(opts.out, "model: ViT, {} parameters; data: {} ({} train / {} test images); {} steps per epoch\n",
              model->num_parameters(), to_string(cfg.data.dataset), train_set->size(), test_set->size(), steps_per_epoch);
 

@@ -1,5 +1,7 @@
 #include "ops/cpu/dnnl_utils.h"
 
+#include "ops/cpu_info.h"
+
 namespace tessera::cpu {
 
 dnnl::engine& dnnl_engine() {
@@ -43,6 +45,29 @@ dnnl::memory wrap(const dnnl::memory::desc& md, const void* ptr) {
 void execute(const dnnl::primitive& p, const std::unordered_map<int, dnnl::memory>& args) {
   p.execute(dnnl_stream(), args);
   dnnl_stream().wait();
+}
+
+void throw_dnnl_error(const char* op, std::initializer_list<const Tensor*> operands, const dnnl::error& e) {
+  std::string what;
+  bool bf16 = false;
+  for (const Tensor* t : operands) {
+    what += fmt::format("{}{} {}", what.empty() ? "" : ", ", shape_str(t->shape()), t->dtype());
+    bf16 = bf16 || t->dtype() == DType::bf16;
+  }
+  const std::string on = what.empty() ? "" : fmt::format(" on {}", what);
+  const CpuInfo& cpu = cpu_info();
+  const std::string isa = fmt::format("oneDNN ISA {}{}", cpu.onednn_isa, cpu.isa_cap.empty() ? "" : ", " + cpu.isa_cap);
+  switch (e.status) {
+    case dnnl_unimplemented:
+      if (bf16 && !cpu.bf16) throw DeviceError(fmt::format("{}{}: {}", op, on, bf16_unavailable_reason()));
+      throw DeviceError(fmt::format("{}: this CPU has no kernel for it{} ({}; {})", op, on, cpu.model, isa));
+    case dnnl_out_of_memory:
+      throw Error(fmt::format("{}: out of memory{}", op, on));
+    default:
+      // Anything else is a Tessera bug (arguments oneDNN rejects): say so, with its status.
+      throw Error(fmt::format("{}: internal error{}: oneDNN status {} ({}; {}); please report it", op, on,
+                              static_cast<int>(e.status), cpu.model, isa));
+  }
 }
 
 }  // namespace tessera::cpu

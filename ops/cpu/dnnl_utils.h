@@ -60,15 +60,23 @@ const Entry& cached_primitive(const PrimitiveKey& key, Make&& make) {
   return it->second;
 }
 
-// Converts oneDNN's exceptions into tessera::Error naming the op.
+// oneDNN's failure, in the user's terms: which op, its operands' shapes and dtypes, and what
+// this CPU (under any ISA cap) lacks. Never oneDNN's own wording alone.
+[[noreturn]] void throw_dnnl_error(const char* op, std::initializer_list<const Tensor*> operands,
+                                   const dnnl::error& e);
+
+// Runs fn, turning oneDNN's exceptions into tessera::Error (see throw_dnnl_error).
 template <class Fn>
-decltype(auto) dnnl_call(const char* op, Fn&& fn) {
+decltype(auto) dnnl_call(const char* op, std::initializer_list<const Tensor*> operands, Fn&& fn) {
   try {
     return fn();
   } catch (const dnnl::error& e) {
-    throw Error(fmt::format("{}: oneDNN failed: {} (status {})", op, e.what(),
-                            static_cast<int>(e.status)));
+    throw_dnnl_error(op, operands, e);
   }
+}
+template <class Fn>
+decltype(auto) dnnl_call(const char* op, Fn&& fn) {
+  return dnnl_call(op, {}, std::forward<Fn>(fn));
 }
 
 // Whether oneDNN picked an optimised implementation rather than its reference one (which

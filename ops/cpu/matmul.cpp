@@ -38,7 +38,7 @@ void matmul_dnnl(const Tensor& a, const Tensor& b, bool ta, bool tb, Tensor& out
   PrimitiveKey key{10, ta, tb, static_cast<std::int64_t>(a.dtype()), static_cast<std::int64_t>(out.dtype())};
   key.add(a.shape()).add(b.shape());
   const Entry& e = cached_primitive<Entry>(key, [&] {
-    return dnnl_call("matmul", [&] {
+    return dnnl_call("matmul", {&a, &b, &out}, [&] {
       auto ma = strided_md(va.dims, va.strides, a.dtype());
       auto mb = strided_md(vb.dims, vb.strides, b.dtype());
       auto mo = plain_md(out.shape(), out.dtype());
@@ -46,7 +46,7 @@ void matmul_dnnl(const Tensor& a, const Tensor& b, bool ta, bool tb, Tensor& out
       return Entry{dnnl::matmul(dnnl::matmul::primitive_desc(d, dnnl_engine())), ma, mb, mo};
     });
   });
-  dnnl_call("matmul", [&] {
+  dnnl_call("matmul", {&a, &b, &out}, [&] {
     execute(e.prim, {{DNNL_ARG_SRC, wrap(e.a, a.raw_data())},
                      {DNNL_ARG_WEIGHTS, wrap(e.b, b.raw_data())},
                      {DNNL_ARG_DST, wrap(e.o, out.raw_data())}});
@@ -106,7 +106,7 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out) {
     struct Entry { dnnl::matmul prim; dnnl::memory::desc x, w, b, o; };
     const bool has_bias = bias.defined();
     const Entry& e = cached_primitive<Entry>(PrimitiveKey{11, M, K, N, has_bias, static_cast<std::int64_t>(x.dtype())}, [&] {
-      return dnnl_call("linear", [&] {
+      return dnnl_call("linear", {&x, &w, &out}, [&] {
         auto mx = plain_md({M, K}, x.dtype());
         auto mw = strided_md({K, N}, {1, K}, w.dtype());  // w (N, K) read as w^T
         auto mb = has_bias ? plain_md({1, N}, DType::f32) : dnnl::memory::desc();
@@ -115,7 +115,7 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out) {
         return Entry{dnnl::matmul(dnnl::matmul::primitive_desc(d, dnnl_engine())), mx, mw, mb, mo};
       });
     });
-    dnnl_call("linear", [&] {
+    dnnl_call("linear", {&x, &w, &out}, [&] {
       std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, wrap(e.x, x.raw_data())},
                                                  {DNNL_ARG_WEIGHTS, wrap(e.w, w.raw_data())},
                                                  {DNNL_ARG_DST, wrap(e.o, out.raw_data())}};

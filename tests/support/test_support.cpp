@@ -4,6 +4,10 @@
 #include <cmath>
 #include <unistd.h>
 
+#include <iostream>
+
+#include "ops/cpu_info.h"
+
 namespace tessera::test {
 
 Tensor input(const Shape& shape, std::uint64_t seed, double low, double high, bool requires_grad) {
@@ -14,6 +18,20 @@ Tensor input(const Shape& shape, std::uint64_t seed, double low, double high, bo
 }
 
 Tensor as_f32(const Tensor& t) { return t.detach().to(DType::f32); }
+
+boost::test_tools::assertion_result skip_if(boost::unit_test::test_unit_id id, const std::string& reason) {
+  boost::test_tools::assertion_result r(reason.empty());
+  if (!reason.empty()) {
+    r.message() << reason;
+    std::cout << "SKIPPED " << boost::unit_test::framework::get(id, boost::unit_test::TUT_ANY).full_name() << ": "
+              << reason << std::endl;
+  }
+  return r;
+}
+
+boost::test_tools::assertion_result needs_bf16(boost::unit_test::test_unit_id id) {
+  return skip_if(id, bf16_unavailable_reason());
+}
 
 void check_gradients(const GradcheckFn& f, const std::vector<Tensor>& inputs,
                      const GradcheckOptions& opts) {

@@ -25,6 +25,13 @@ void check_gradients(const GradcheckFn& f, const std::vector<Tensor>& inputs,
 // Asserts |a - b| <= atol + rtol * |b| elementwise (b is the reference), naming the worst.
 void check_close(const Tensor& a, const Tensor& b, double rtol, double atol);
 
+// Boost.Test precondition: the case runs when `reason` is empty, else it is skipped with
+// "SKIPPED suite/case: reason" on stdout, which CTest reports as skipped (its log and
+// `ctest -V` show the reason). Use as *utf::precondition(test::needs_bf16).
+boost::test_tools::assertion_result skip_if(boost::unit_test::test_unit_id id, const std::string& reason);
+// Needs a CPU on which oneDNN multiplies in bf16 under the current ISA cap.
+boost::test_tools::assertion_result needs_bf16(boost::unit_test::test_unit_id id);
+
 // A fresh empty directory under the build tree, removed when the object dies.
 class TempDir {
  public:
