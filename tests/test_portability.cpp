@@ -2,11 +2,8 @@
 // ONEDNN_MAX_CPU_ISA caps them), bf16 is offered exactly where oneDNN multiplies in bf16 and
 // refused cleanly elsewhere, and the CLI reports the CPU. The suite also runs capped to AVX2
 // (tests avx2/portability/...), which exercises the refusals on any machine.
-#include <sys/wait.h>
-
 #include <cstdlib>
 #include <fstream>
-#include <sstream>
 
 #include "ops/cpu_info.h"
 #include "ops/kernels.h"
@@ -27,26 +24,6 @@ bool has_feature(const char* name) {
 std::string env(const char* name) {
   const char* v = std::getenv(name);
   return v ? v : "";
-}
-
-struct CommandResult {
-  int status = -1;
-  std::string out, err;
-};
-
-// Runs the tessera binary under `env_prefix` (e.g. "ONEDNN_MAX_CPU_ISA=SSE41").
-CommandResult run_cli(const std::string& env_prefix, const std::string& args, const fs::path& dir) {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  const std::string cmd = fmt::format("{} '{}/tessera' {} > '{}' 2> '{}'", env_prefix, TESSERA_BINARY_DIR, args,
-                                      out.string(), err.string());
-  const int raw = std::system(cmd.c_str());
-  auto slurp = [](const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  };
-  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
 }
 
 std::size_t lines(const std::string& s) { return static_cast<std::size_t>(std::count(s.begin(), s.end(), '\n')); }
@@ -121,7 +98,7 @@ BOOST_AUTO_TEST_CASE(training_in_bf16_is_refused_before_the_output_directory_is_
       "schedule: {{name: constant}}\n"
       "train: {{precision: bf16, epochs: 1, batch_size: 4, output_dir: '{}'}}\n",
       run.string());
-  const CommandResult r = run_cli("", "train '" + (dir / "bf16.yaml").string() + "'", dir.path());
+  const test::CommandResult r = test::run_cli({"train", (dir / "bf16.yaml").string()}, dir.path());
   BOOST_TEST(r.status == 2);
   BOOST_TEST(lines(r.err) == 1u, r.err);
   BOOST_TEST(r.err.find("tessera: error: train.precision: bf16 mixed precision needs a CPU with AVX-512") == 0,
@@ -136,7 +113,7 @@ BOOST_AUTO_TEST_CASE(training_in_bf16_is_refused_before_the_output_directory_is_
 
 BOOST_AUTO_TEST_CASE(version_and_bench_report_the_cpu) {
   test::TempDir dir("cpu_report");
-  CommandResult r = run_cli("", "--version", dir.path());
+  test::CommandResult r = test::run_cli({"--version"}, dir.path());
   BOOST_TEST(r.status == 0);
   BOOST_TEST(r.out.starts_with("tessera "), r.out);
   BOOST_TEST(r.out.find("\ncpu: ") != std::string::npos, r.out);
@@ -144,7 +121,7 @@ BOOST_AUTO_TEST_CASE(version_and_bench_report_the_cpu) {
   BOOST_TEST(r.out.find(std::string("kernels ") + kernel_isa_name(cpu_info().kernels)) != std::string::npos, r.out);
 
   // f32 is always measured; bf16 where it runs, else one line saying why not.
-  r = run_cli("", "bench --matmul --steps 1 --threads 1", dir.path());
+  r = test::run_cli({"bench", "--matmul", "--steps", "1", "--threads", "1"}, dir.path());
   BOOST_TEST(r.status == 0, r.err);
   BOOST_TEST(r.out.find("matmul n=256 f32_gflop_s=") != std::string::npos, r.out);
   if (cpu_info().bf16)
@@ -156,13 +133,14 @@ BOOST_AUTO_TEST_CASE(version_and_bench_report_the_cpu) {
 BOOST_AUTO_TEST_CASE(a_cpu_below_avx2_is_refused_in_one_line) {
   // Capping oneDNN below AVX2 is what a CPU without AVX2 looks like to the dispatch.
   test::TempDir dir("below_avx2");
-  const CommandResult r = run_cli("ONEDNN_MAX_CPU_ISA=SSE41", "bench --matmul --steps 1", dir.path());
+  const test::CommandResult r =
+      test::run_cli({"bench", "--matmul", "--steps", "1"}, dir.path(), "ONEDNN_MAX_CPU_ISA=SSE41");
   BOOST_TEST(r.status == 1);
   BOOST_TEST(lines(r.err) == 1u, r.err);
   BOOST_TEST(r.err.find("tessera: error: Tessera's CPU kernels need AVX2 and FMA") == 0, r.err);
   BOOST_TEST(r.out.empty(), r.out);
   // --version still answers: it is how a user finds out what the CPU lacks.
-  const CommandResult v = run_cli("ONEDNN_MAX_CPU_ISA=SSE41", "--version", dir.path());
+  const test::CommandResult v = test::run_cli({"--version"}, dir.path(), "ONEDNN_MAX_CPU_ISA=SSE41");
   BOOST_TEST(v.status == 0);
   BOOST_TEST(v.out.find("oneDNN ISA sse41 (ONEDNN_MAX_CPU_ISA=SSE41); kernels none") != std::string::npos, v.out);
 }

@@ -4,7 +4,11 @@
 #include <cmath>
 #include <unistd.h>
 
+#include <fstream>
 #include <iostream>
+#include <sstream>
+
+#include <sys/wait.h>
 
 #include "ops/cpu_info.h"
 
@@ -18,6 +22,21 @@ Tensor input(const Shape& shape, std::uint64_t seed, double low, double high, bo
 }
 
 Tensor as_f32(const Tensor& t) { return t.detach().to(DType::f32); }
+
+CommandResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& dir, const std::string& env) {
+  const std::filesystem::path out = dir / "stdout.txt", err = dir / "stderr.txt";
+  std::string cmd = env + " '" + std::string(TESSERA_BINARY_DIR) + "/tessera'";
+  for (const std::string& a : args) cmd += " '" + a + "'";
+  cmd += " > '" + out.string() + "' 2> '" + err.string() + "'";
+  const int raw = std::system(cmd.c_str());
+  auto slurp = [](const std::filesystem::path& p) {
+    std::ifstream in(p);
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  };
+  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
+}
 
 boost::test_tools::assertion_result skip_if(boost::unit_test::test_unit_id id, const std::string& reason) {
   boost::test_tools::assertion_result r(reason.empty());

@@ -32,6 +32,16 @@ boost::test_tools::assertion_result skip_if(boost::unit_test::test_unit_id id, c
 // Needs a CPU on which oneDNN multiplies in bf16 under the current ISA cap.
 boost::test_tools::assertion_result needs_bf16(boost::unit_test::test_unit_id id);
 
+// The exit status (-1 when killed by a signal) and output of a `tessera` CLI run.
+struct CommandResult {
+  int status = -1;
+  std::string out, err;
+};
+// Runs the built tessera binary with `args` (each quoted for the shell), its stdout and
+// stderr captured through files in `dir`; `env` is prepended, e.g. "ONEDNN_MAX_CPU_ISA=AVX2".
+CommandResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& dir,
+                      const std::string& env = "");
+
 // A fresh empty directory under the build tree, removed when the object dies.
 class TempDir {
  public:
