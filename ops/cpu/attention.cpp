@@ -8,8 +8,9 @@
 #include "ops/cpu/vec_math.h"
 #include "ops/kernels.h"
 #include "ops/dropout_mask.h"
+#include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-namespace tessera::cpu {
+TESSERA_CPU_ISA_BEGIN
 namespace {
 
 // The dropout factor of weight (bh, i, j): 0 or 1/(1-p), the same rule as ops' dropout.
@@ -283,4 +284,4 @@ void attention_backward(const Tensor& qkv, const Tensor& probs, const Tensor& do
   });
 }
 
-}  // namespace tessera::cpu
+TESSERA_CPU_ISA_END

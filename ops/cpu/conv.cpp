@@ -4,8 +4,9 @@
 #include "ops/cpu/dnnl_utils.h"
 #include "ops/kernels.h"
 #include "ops/ops.h"
+#include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-namespace tessera::cpu {
+TESSERA_CPU_ISA_BEGIN
 namespace {
 
 struct ConvGeometry {
@@ -188,4 +189,4 @@ void conv2d_backward_weights(const Tensor& x, const Tensor& dy, const Conv2dOpti
   });
 }
 
-}  // namespace tessera::cpu
+TESSERA_CPU_ISA_END

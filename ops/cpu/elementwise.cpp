@@ -6,8 +6,9 @@
 #include "autograd/bf16.h"
 #include "ops/cpu/dnnl_utils.h"
 #include "ops/cpu/strided_loop.h"
+#include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-namespace tessera::cpu {
+TESSERA_CPU_ISA_BEGIN
 namespace {
 
 constexpr std::int64_t kParallelMin = 32768;
@@ -360,4 +361,4 @@ void scale_inplace(Tensor& dst, double factor) {
   });
 }
 
-}  // namespace tessera::cpu
+TESSERA_CPU_ISA_END

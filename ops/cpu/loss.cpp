@@ -4,8 +4,9 @@
 
 #include "ops/dropout_mask.h"
 #include "ops/kernels.h"
+#include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-namespace tessera::cpu {
+TESSERA_CPU_ISA_BEGIN
 
 void dropout(const Tensor& x, double p, std::uint64_t seed, std::uint64_t offset, Tensor& out) {
   const std::int64_t n = x.numel();
@@ -80,4 +81,4 @@ void cross_entropy_backward(const Tensor& logits, const Tensor& target, const Te
   });
 }
 
-}  // namespace tessera::cpu
+TESSERA_CPU_ISA_END

@@ -2,8 +2,9 @@
 // as strides, no copies), f64 through reference loops.
 #include "ops/cpu/dnnl_utils.h"
 #include "ops/kernels.h"
+#include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-namespace tessera::cpu {
+TESSERA_CPU_ISA_BEGIN
 namespace {
 
 // Row-major strides of `shape`, with the last two axes swapped when `transposed`:
@@ -140,4 +141,4 @@ void linear(const Tensor& x, const Tensor& w, const Tensor& bias, Tensor& out) {
   });
 }
 
-}  // namespace tessera::cpu
+TESSERA_CPU_ISA_END

@@ -4,8 +4,9 @@
 
 #include "ops/cpu/dnnl_utils.h"
 #include "ops/kernels.h"
+#include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-namespace tessera::cpu {
+TESSERA_CPU_ISA_BEGIN
 namespace {
 
 struct LnFwd {
@@ -195,4 +196,4 @@ void layer_norm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, c
   });
 }
 
-}  // namespace tessera::cpu
+TESSERA_CPU_ISA_END

@@ -12,8 +12,9 @@
 #include <utility>
 
 #include "autograd/bf16.h"
+#include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-namespace tessera::cpu {
+TESSERA_CPU_ISA_BEGIN
 namespace {
 
 constexpr std::int64_t kChunk = 8192;          // elements per work item
@@ -256,4 +257,4 @@ double squared_norm(const Tensor& x) {
   return total;
 }
 
-}  // namespace tessera::cpu
+TESSERA_CPU_ISA_END

@@ -3,8 +3,9 @@
 #include <limits>
 
 #include "ops/kernels.h"
+#include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-namespace tessera::cpu {
+TESSERA_CPU_ISA_BEGIN
 namespace {
 
 constexpr std::int64_t kParallelMin = 32768;
@@ -153,4 +154,4 @@ void scatter_add_flat(Tensor& dst, const Tensor& index, const Tensor& src) {
   });
 }
 
-}  // namespace tessera::cpu
+TESSERA_CPU_ISA_END

@@ -6,8 +6,9 @@
 #include "ops/cpu/strided_loop.h"
 #include "ops/axis_view.h"
 #include "ops/kernels.h"
+#include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-namespace tessera::cpu {
+TESSERA_CPU_ISA_BEGIN
 namespace {
 
 constexpr std::int64_t kParallelMin = 32768;
@@ -188,4 +189,4 @@ void scatter_add(const Tensor& src, int axis, const Tensor& index, Tensor& out) 
   });
 }
 
-}  // namespace tessera::cpu
+TESSERA_CPU_ISA_END

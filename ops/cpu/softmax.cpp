@@ -6,8 +6,9 @@
 #include "ops/cpu/dnnl_utils.h"
 #include "ops/axis_view.h"
 #include "ops/kernels.h"
+#include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-namespace tessera::cpu {
+TESSERA_CPU_ISA_BEGIN
 namespace {
 
 struct SoftmaxEntry {
@@ -117,4 +118,4 @@ void softmax_backward(const Tensor& y, const Tensor& dy, int axis, bool log, Ten
   });
 }
 
-}  // namespace tessera::cpu
+TESSERA_CPU_ISA_END
