@@ -3,7 +3,11 @@
 #include <bit>
 #include <cstring>
 #include <cstdlib>
+#include <fstream>
 #include <new>
+#include <string>
+
+#include <unistd.h>
 
 namespace tessera {
 namespace {
@@ -38,6 +42,13 @@ void* CachingAllocator::allocate(std::size_t bytes) {
   const std::size_t cls = size_class(bytes);
   {
     std::lock_guard lock(mutex_);
+    const auto over_limit = [&](std::size_t held) { return cls > memory_limit_ || held > memory_limit_ - cls; };
+    // Cached blocks count against the limit too (the system holds them for us): they go first.
+    if (memory_limit_ > 0 && over_limit(stats_.in_use + stats_.cached)) release_all_locked();
+    if (memory_limit_ > 0 && over_limit(stats_.in_use))
+      throw DeviceError(fmt::format("{}: out of memory: {} more would make {} in use, above the {} available",
+                                    name_, format_bytes(cls), format_bytes(stats_.in_use + cls),
+                                    format_bytes(memory_limit_)));
     stats_.in_use += cls;
     if (stats_.in_use > stats_.peak_in_use) stats_.peak_in_use = stats_.in_use;
     auto it = free_lists_.find(cls);
@@ -58,8 +69,8 @@ void* CachingAllocator::allocate(std::size_t bytes) {
   if (p == nullptr) {
     std::lock_guard lock(mutex_);
     stats_.in_use -= cls;
-    throw Error(fmt::format("{} allocator: out of memory allocating {} bytes ({} bytes in use)",
-                            name_, cls, stats_.in_use));
+    throw DeviceError(fmt::format("{}: out of memory: the system refused {} ({} in use)", name_,
+                                  format_bytes(cls), format_bytes(stats_.in_use)));
   }
   return p;
 }
@@ -95,6 +106,16 @@ void CachingAllocator::set_cache_limit(std::size_t bytes) {
   if (stats_.cached > cache_limit_) release_all_locked();
 }
 
+void CachingAllocator::set_memory_limit(std::size_t bytes) {
+  std::lock_guard lock(mutex_);
+  memory_limit_ = bytes;
+}
+
+std::size_t CachingAllocator::memory_limit() const {
+  std::lock_guard lock(mutex_);
+  return memory_limit_;
+}
+
 AllocatorStats CachingAllocator::stats() const {
   std::lock_guard lock(mutex_);
   return stats_;
@@ -107,8 +128,31 @@ void CachingAllocator::reset_peak() {
 
 CachingAllocator& cpu_allocator() {
   // Leaked on purpose: tensors in static objects may be destroyed after any static allocator.
-  static auto* alloc = new CachingAllocator(aligned_raw_alloc, aligned_raw_free, "cpu");
+  static auto* alloc = [] {
+    auto* a = new CachingAllocator(aligned_raw_alloc, aligned_raw_free, "cpu");
+    a->set_memory_limit(available_system_memory());
+    return a;
+  }();
   return *alloc;
+}
+
+std::string format_bytes(std::uint64_t bytes) {
+  if (bytes < 1024) return fmt::format("{} B", bytes);
+  const char* units[] = {"KiB", "MiB", "GiB", "TiB", "PiB", "EiB"};
+  double v = static_cast<double>(bytes) / 1024;
+  std::size_t u = 0;
+  while (v >= 1024 && u + 1 < std::size(units)) v /= 1024, ++u;
+  return fmt::format("{:.1f} {}", v, units[u]);
+}
+
+std::size_t available_system_memory() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  std::size_t kib = 0;
+  while (meminfo >> key >> kib >> unit)
+    if (key == "MemAvailable:") return kib * 1024;
+  const long pages = ::sysconf(_SC_AVPHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : 0;
 }
 
 void register_device_allocator(DeviceType type, Allocator* allocator) {

@@ -3,7 +3,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
+#include <string>
 #include <unordered_map>
 #include <vector>
 
@@ -41,6 +43,11 @@ class CachingAllocator final : public Allocator {
   void empty_cache();
   // Cached bytes above this limit are released instead of kept.
   void set_cache_limit(std::size_t bytes);
+  // Requests that would take the bytes in use above this limit are refused with a
+  // DeviceError in the user's units, rather than left to the system's out-of-memory killer
+  // (0: no limit). The CPU allocator starts with the memory available when it is created.
+  void set_memory_limit(std::size_t bytes);
+  std::size_t memory_limit() const;
   AllocatorStats stats() const;
   void reset_peak();
 
@@ -57,6 +64,7 @@ class CachingAllocator final : public Allocator {
   mutable std::mutex mutex_;
   std::unordered_map<std::size_t, std::vector<void*>> free_lists_;
   std::size_t cache_limit_;
+  std::size_t memory_limit_ = 0;
   AllocatorStats stats_;
 };
 
@@ -65,6 +73,12 @@ class CachingAllocator final : public Allocator {
 Allocator& allocator_for(Device device);
 CachingAllocator& cpu_allocator();
 void register_device_allocator(DeviceType type, Allocator* allocator);
+
+// "812 B", "3.4 MiB", "17.2 GiB": sizes in messages.
+std::string format_bytes(std::uint64_t bytes);
+
+// The memory the system could give this process now (MemAvailable), in bytes.
+std::size_t available_system_memory();
 
 // Copies bytes between devices; CPU to CPU is a memcpy, the rest goes through the copy
 // function a device backend registers.

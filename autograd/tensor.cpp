@@ -138,7 +138,10 @@ Tensor make_tensor(const Shape& shape, TensorOptions opts) {
   impl->shape = shape;
   impl->numel = shape_numel(shape);
   impl->dtype = opts.dtype;
-  impl->storage = std::make_shared<Storage>(impl->numel * dtype_size(opts.dtype), opts.device);
+  const auto item = static_cast<std::int64_t>(dtype_size(opts.dtype));
+  TESSERA_CHECK(impl->numel <= std::numeric_limits<std::int64_t>::max() / item, ShapeError,
+                "empty: shape {} of {} holds more bytes than fit in 64 bits", shape_str(shape), opts.dtype);
+  impl->storage = std::make_shared<Storage>(static_cast<std::size_t>(impl->numel * item), opts.device);
   Tensor t(std::move(impl));
   if (opts.requires_grad) t.set_requires_grad(true);
   return t;

@@ -73,6 +73,9 @@ class Dataset {
   // Class names in label order; "0", "1", ... unless the dataset knows better.
   virtual std::vector<std::string> class_names() const;
   virtual Fingerprint fingerprint() const = 0;
+  // Bytes the dataset holds in memory (pixels and labels loaded or decoded up front), for a
+  // trainer's check that a run fits: 0 for what is generated or decoded on each read.
+  virtual std::int64_t memory_bytes() const { return 0; }
 
   // Both check the index (DataError naming the dataset) and then ask the implementation.
   std::int64_t label(std::int64_t i) const;

@@ -275,15 +275,15 @@ BOOST_AUTO_TEST_CASE(unknown_presets_are_errors) {
 
 BOOST_AUTO_TEST_CASE(wrong_types_name_the_key_and_position) {
   BOOST_TEST(load_error("optim:\n  lr: fast\n") ==
-             "config.yaml:2:7: optim.lr: expected a positive number, got \"fast\"");
+             "config.yaml:2:7: optim.lr: expected a number in (0, 10], got \"fast\"");
   BOOST_TEST(load_error("train:\n  epochs: 2.5\n") ==
-             "config.yaml:2:11: train.epochs: expected a positive integer, got 2.5");
+             "config.yaml:2:11: train.epochs: expected an integer from 1 to 1000000, got 2.5");
   BOOST_TEST(load_error("optim:\n  nesterov: yes\n") ==
              "config.yaml:2:13: optim.nesterov: expected true or false, got \"yes\"");
   BOOST_TEST(load_error("optim:\n  lr:\n") ==  // null: the key's position
-             "config.yaml:2:3: optim.lr: expected a positive number, got null");
+             "config.yaml:2:3: optim.lr: expected a number in (0, 10], got null");
   BOOST_TEST(load_error("optim:\n  lr: [1, 2]\n") ==
-             "config.yaml:2:7: optim.lr: expected a positive number, got a list [1, 2]");
+             "config.yaml:2:7: optim.lr: expected a number in (0, 10], got a list [1, 2]");
   BOOST_TEST(load_error("data:\n  root: {a: 1}\n") ==
              "config.yaml:2:9: data.root: expected a path, got a map {\"a\": 1}");
   BOOST_TEST(load_error("optim:\n  name: adamW\n") ==
@@ -311,29 +311,29 @@ BOOST_AUTO_TEST_CASE(keys_that_must_agree_are_checked_together) {
 BOOST_AUTO_TEST_CASE(out_of_range_values_are_errors) {
   BOOST_TEST(load_error("optim:\n  momentum: 1.5\n") ==
              "config.yaml:2:13: optim.momentum: expected a number in [0, 1), got 1.5");
-  BOOST_TEST(load_error("optim:\n  lr: 0\n") == "config.yaml:2:7: optim.lr: expected a positive number, got 0");
+  BOOST_TEST(load_error("optim:\n  lr: 0\n") == "config.yaml:2:7: optim.lr: expected a number in (0, 10], got 0");
   BOOST_TEST(load_error("optim:\n  weight_decay: -0.1\n") ==
-             "config.yaml:2:17: optim.weight_decay: expected a non-negative number, got -0.1");
+             "config.yaml:2:17: optim.weight_decay: expected a number in [0, 10], got -0.1");
   BOOST_TEST(load_error("model:\n  depth: 0\n") ==
-             "config.yaml:2:10: model.depth: expected a positive integer, got 0");
+             "config.yaml:2:10: model.depth: expected an integer from 1 to 1024, got 0");
   BOOST_TEST(load_error("data:\n  train_limit: -1\n") ==
-             "config.yaml:2:16: data.train_limit: expected a non-negative integer, got -1");
+             "config.yaml:2:16: data.train_limit: expected an integer from 0 to 2147483648, got -1");
   BOOST_TEST(load_error("schedule:\n  gamma: 0\n") ==
              "config.yaml:2:10: schedule.gamma: expected a number in (0, 1], got 0");
   BOOST_TEST(contains(load_error("model: {dropout: 1.0}"), "model.dropout: expected a number in [0, 1), got 1.0"));
-  BOOST_TEST(contains(load_error("model: {layer_norm_eps: 0}"), "model.layer_norm_eps: expected a positive number"));
+  BOOST_TEST(contains(load_error("model: {layer_norm_eps: 0}"), "model.layer_norm_eps: expected a number in (0, 1]"));
   BOOST_TEST(contains(load_error("train: {label_smoothing: 1}"), "train.label_smoothing: expected a number in [0, 1)"));
-  BOOST_TEST(contains(load_error("optim: {lr: .inf}"), "optim.lr: expected a positive number"));
-  BOOST_TEST(contains(load_error("optim: {lr: nan}"), "optim.lr: expected a positive number"));
-  BOOST_TEST(contains(load_error("train: {seed: -1}"), "train.seed: expected a non-negative integer, got -1"));
+  BOOST_TEST(contains(load_error("optim: {lr: .inf}"), "optim.lr: expected a number in (0, 10]"));
+  BOOST_TEST(contains(load_error("optim: {lr: nan}"), "optim.lr: expected a number in (0, 10]"));
+  BOOST_TEST(contains(load_error("train: {seed: -1}"), "train.seed: expected an integer from 0 to 18446744073709551615, got -1"));
   BOOST_TEST(contains(load_error("train: {threads: 99999999999}"),
-                      "train.threads: expected a non-negative integer no larger than 2147483647, got 99999999999"));
+                      "train.threads: expected an integer from 0 to 256, got 99999999999"));
   BOOST_TEST(contains(load_error("train: {seed: 18446744073709551616}"),
-                      "train.seed: expected a non-negative integer no larger than 18446744073709551615"));
+                      "train.seed: expected an integer from 0 to 18446744073709551615"));
   BOOST_TEST(load_error("model:\n  image_size: [28, 0]\n") ==
-             "config.yaml:2:20: model.image_size[1]: expected a positive integer, got 0");
+             "config.yaml:2:20: model.image_size[1]: expected an integer from 1 to 8192, got 0");
   BOOST_TEST(load_error("model:\n  image_size: [28]\n") ==
-             "config.yaml:2:15: model.image_size: expected a positive integer or [height, width], got a list [28]");
+             "config.yaml:2:15: model.image_size: expected an integer from 1 to 8192 or [height, width], got a list [28]");
   BOOST_TEST(load_error("optim:\n  betas: [0.9, 1.0]\n") ==
              "config.yaml:2:16: optim.betas[1]: expected a number in [0, 1), got 1.0");
   BOOST_TEST(contains(load_error("optim: {betas: 0.9}"), "optim.betas: expected [beta1, beta2], each in [0, 1)"));
@@ -341,7 +341,7 @@ BOOST_AUTO_TEST_CASE(out_of_range_values_are_errors) {
 
 BOOST_AUTO_TEST_CASE(normalize_values_are_checked) {
   BOOST_TEST(load_error("data:\n  normalize: {mean: [0.5], std: [0]}\n") ==
-             "config.yaml:2:34: data.normalize.std[0]: expected a positive number, got 0");
+             "config.yaml:2:34: data.normalize.std[0]: expected a number in (0, 1000000], got 0");
   BOOST_TEST(load_error("data:\n  normalize: {mean: [0.5, 0.4], std: [0.2]}\n") ==
              "config.yaml:2:38: data.normalize.std: has 1 values but mean has 2; give one per channel");
   BOOST_TEST(load_error("data:\n  normalize: {mean: [0.5], stdev: [0.2]}\n") ==
@@ -353,7 +353,7 @@ BOOST_AUTO_TEST_CASE(normalize_values_are_checked) {
   BOOST_TEST(contains(load_error("data: {normalize: {mean: [], std: []}}"),
                       "data.normalize.mean: expected a non-empty list of numbers"));
   BOOST_TEST(contains(load_error("data: {normalize: {mean: [a], std: [1]}}"),
-                      "data.normalize.mean[0]: expected a number, got \"a\""));
+                      "data.normalize.mean[0]: expected a number in [-1000000, 1000000], got \"a\""));
 }
 
 BOOST_AUTO_TEST_CASE(unknown_keys_suggest_the_intended_one) {
@@ -411,13 +411,13 @@ BOOST_AUTO_TEST_CASE(files_are_named_in_errors) {
   const auto path = dir / "run.yaml";
   std::ofstream(path) << "model:\n  preset: seed-mnist\noptim:\n  lr: -1\n";
   const std::string message = config_error([&] { load_config(path); });
-  BOOST_TEST(message == path.string() + ":4:7: optim.lr: expected a positive number, got -1");
+  BOOST_TEST(message == path.string() + ":4:7: optim.lr: expected a number in (0, 10], got -1");
 
   std::ofstream(path) << "model:\n  preset: seed-mnist\n";
   BOOST_TEST(load_config(path).model.dim == 512);
   BOOST_TEST(load_config(path, std::vector<ConfigOverride>{{"model.dim", "256"}}).model.dim == 256);
   BOOST_TEST(contains(config_error([&] { load_config(dir / "absent.yaml"); }),
-                      "load_config: cannot open config file '" + (dir / "absent.yaml").string() + "'"));
+                      "load_config: '" + (dir / "absent.yaml").string() + "': cannot open"));
 }
 
 // ---------------------------------------------------------------- overrides
@@ -471,20 +471,20 @@ BOOST_AUTO_TEST_CASE(a_preset_override_applies_first_and_replaces_the_model) {
 }
 
 BOOST_AUTO_TEST_CASE(override_errors_name_the_set_key) {
-  BOOST_TEST(override_error({{"optim.lr", "fast"}}) == "--set optim.lr: expected a positive number, got \"fast\"");
-  BOOST_TEST(override_error({{"optim.lr", ""}}) == "--set optim.lr: expected a positive number, got null");
+  BOOST_TEST(override_error({{"optim.lr", "fast"}}) == "--set optim.lr: expected a number in (0, 10], got \"fast\"");
+  BOOST_TEST(override_error({{"optim.lr", ""}}) == "--set optim.lr: expected a number in (0, 10], got null");
   BOOST_TEST(override_error({{"optim.lrr", "1"}}) == "--set optim.lrr: unknown key; did you mean optim.lr?");
   BOOST_TEST(override_error({{"optimizer.lr", "1"}}) == "--set optimizer.lr: unknown key; did you mean optim.lr?");
   BOOST_TEST(override_error({{"optim.zzzzzz", "1"}}) ==
              "--set optim.zzzzzz: unknown key; the keys of optim are name, lr, weight_decay, momentum, "
              "nesterov, betas, eps, clip_grad_norm, no_weight_decay_on");
   BOOST_TEST(override_error({{"optim", "{lr: fast}"}}) ==
-             "--set optim: optim.lr: expected a positive number, got \"fast\"");
+             "--set optim: optim.lr: expected a number in (0, 10], got \"fast\"");
   BOOST_TEST(override_error({{"optim", "3"}}) ==
              "--set optim: expected a map of settings (name, lr, weight_decay, momentum, nesterov, "
              "betas, eps, clip_grad_norm, no_weight_decay_on), got 3");
   BOOST_TEST(override_error({{"model.image_size", "[28, -1]"}}) ==
-             "--set model.image_size: model.image_size[1]: expected a positive integer, got -1");
+             "--set model.image_size: model.image_size[1]: expected an integer from 1 to 8192, got -1");
   BOOST_TEST(contains(override_error({{"optim.betas", "[0.9"}}),
                       "--set optim.betas: invalid YAML value \"[0.9\": "));
   BOOST_TEST(override_error({{"model.preset", "vit-base"}}) ==

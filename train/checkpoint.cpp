@@ -1,6 +1,8 @@
 #include "train/checkpoint.h"
 
+#include <algorithm>
 #include <charconv>
+#include <cmath>
 
 #include <nlohmann/json.hpp>
 
@@ -10,6 +12,13 @@ namespace {
 using json = nlohmann::json;
 
 std::string number(double v) { return fmt::format("{:.17g}", v); }
+
+std::int64_t count_non_finite(const Tensor& t) {
+  if (!is_floating(t.dtype())) return 0;
+  std::int64_t bad = 0;
+  for (const double v : t.to(DType::f64).to_vector<double>()) bad += !std::isfinite(v);
+  return bad;
+}
 
 }  // namespace
 
@@ -54,23 +63,28 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   };
   TESSERA_CHECK(get("format") == kCheckpointFormat, IoError, "{}: unsupported checkpoint format '{}' (expected {})",
                 path.string(), get("format"), kCheckpointFormat);
-  auto integer = [&](const char* key) {
+  // Metadata is validated like a config: the type, a range, finiteness.
+  auto unsigned_integer = [&](const char* key, std::uint64_t max) {
     const std::string& text = get(key);
-    std::int64_t v = 0;
+    std::uint64_t v = 0;
     const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-    TESSERA_CHECK(ec == std::errc() && end == text.data() + text.size(), IoError,
-                  "{}: metadata '{}' is not an integer: '{}'", path.string(), key, text);
+    TESSERA_CHECK(ec == std::errc() && end == text.data() + text.size() && v <= max, IoError,
+                  "{}: metadata '{}' is not an integer from 0 to {}: '{}'", path.string(), key, max,
+                  text.substr(0, 40));
     return v;
+  };
+  auto integer = [&](const char* key) {
+    return static_cast<std::int64_t>(unsigned_integer(key, std::uint64_t{1} << 62));
   };
   auto real = [&](const char* key) {
     const std::string& text = get(key);
     try {
       std::size_t used = 0;
       const double v = std::stod(text, &used);
-      if (used == text.size()) return v;
+      if (used == text.size() && std::isfinite(v)) return v;
     } catch (const std::exception&) {
     }
-    throw IoError(fmt::format("{}: metadata '{}' is not a number: '{}'", path.string(), key, text));
+    throw IoError(fmt::format("{}: metadata '{}' is not a finite number: '{}'", path.string(), key, text.substr(0, 40)));
   };
   auto json_list = [&]<class T>(const char* key, std::vector<T>& out) {
     try {
@@ -86,21 +100,33 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   s.batch = integer("batch");
   s.global_step = integer("global_step");
   s.best_accuracy = real("best_accuracy");
-  s.generator = {static_cast<std::uint64_t>(integer("generator_seed")),
-                 static_cast<std::uint64_t>(integer("generator_offset"))};
+  s.generator = {unsigned_integer("generator_seed", UINT64_MAX), unsigned_integer("generator_offset", UINT64_MAX)};
   s.epoch_loss_sum = real("epoch_loss_sum");
   s.epoch_correct = integer("epoch_correct");
   s.epoch_samples = integer("epoch_samples");
-  TESSERA_CHECK(s.epoch >= 0 && s.batch >= 0 && s.global_step >= 0 && s.epoch_samples >= 0, IoError,
-                "{}: negative training position in the metadata", path.string());
+  TESSERA_CHECK(s.epoch_correct <= s.epoch_samples && s.epoch_loss_sum >= 0 && s.best_accuracy >= -1 &&
+                    s.best_accuracy <= 1,
+                IoError, "{}: inconsistent training statistics in the metadata (correct {} of {}, loss sum {}, best {})",
+                path.string(), s.epoch_correct, s.epoch_samples, s.epoch_loss_sum, s.best_accuracy);
   c.info.config_yaml = get("config");
   c.info.train_fingerprint = get("train_fingerprint");
   c.info.test_fingerprint = get("test_fingerprint");
   json_list("class_names", c.info.class_names);
   json_list("normalize_mean", c.info.normalize_mean);
   json_list("normalize_std", c.info.normalize_std);
-  for (auto& [name, t] : file.tensors)
+  const auto& mean = c.info.normalize_mean;
+  const auto& std = c.info.normalize_std;
+  TESSERA_CHECK(mean.size() == std.size() &&
+                    std::all_of(mean.begin(), mean.end(), [](double v) { return std::isfinite(v); }) &&
+                    std::all_of(std.begin(), std.end(), [](double v) { return std::isfinite(v) && v > 0; }),
+                IoError, "{}: metadata normalize_mean / normalize_std are not finite per-channel values with std > 0",
+                path.string());
+  for (auto& [name, t] : file.tensors) {
+    const std::int64_t bad = count_non_finite(t);
+    TESSERA_CHECK(bad == 0, DataError, "{}: tensor '{}' holds {} NaN or infinite values of {}: the weights are "
+                  "unusable (was the run diverging when it was saved?)", path.string(), name, bad, t.numel());
     (name.starts_with("optim.") ? c.optimizer : c.model).emplace_back(name, std::move(t));
+  }
   return c;
 }
 

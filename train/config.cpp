@@ -18,6 +18,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include "autograd/error.h"
+#include "train/input_file.h"
 
 namespace tessera::train {
 namespace {
@@ -95,6 +96,12 @@ std::string yaml_quoted(std::string_view s) {
   return out + "\"";
 }
 
+// User input quoted for a message, cut so that the message stays one readable line.
+std::string echoed(std::string_view s) {
+  constexpr std::size_t kMaxEcho = 60;
+  return s.size() > kMaxEcho ? yaml_quoted(s.substr(0, kMaxEcho - 3)) + "..." : yaml_quoted(s);
+}
+
 // Shortest text that reads back as the same double, always recognisable as a float.
 std::string format_double(double v) {
   std::string s = fmt::format("{}", v);
@@ -110,12 +117,6 @@ std::optional<T> parse_integer(std::string_view s) {
   const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
   if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
   return v;
-}
-
-// Digits that parse_integer refused: an integer beyond the type's range.
-bool too_large_integer(std::string_view s) {
-  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
 std::optional<double> parse_number(std::string_view s) {
@@ -138,6 +139,7 @@ std::string flow_text(const YAML::Node& n) {
   if (!n.IsDefined() || n.IsNull()) return "null";
   if (n.IsScalar()) {
     const std::string& s = n.Scalar();
+    if (s.size() > 60) return echoed(s);
     return n.Tag() != "!" && (parse_number(s) || parse_bool(s)) ? s : yaml_quoted(s);
   }
   std::string out = n.IsSequence() ? "[" : "{";
@@ -208,15 +210,16 @@ struct Source {
                           std::string_view message) {
   std::string where;
   if (!src.override_path.empty()) {
-    where = "--set " + src.override_path;
+    where = "--set " + (src.override_path.size() > 60 ? echoed(src.override_path) : src.override_path);
     if (key == src.override_path) key = {};
   } else if (!mark.is_null()) {
     where = fmt::format("{}:{}:{}", src.name, mark.line + 1, mark.column + 1);
   } else {
     where = src.name;
   }
+  const std::string shown_key = key.size() > 80 ? echoed(key) : std::string(key);
   throw ConfigError(key.empty() ? fmt::format("{}: {}", where, message)
-                                : fmt::format("{}: {}: {}", where, key, message));
+                                : fmt::format("{}: {}: {}", where, shown_key, message));
 }
 
 // A value being parsed: its key path, its node and the position to report.
@@ -244,45 +247,40 @@ struct Ctx {
 // Each parses and validates a node into a value, dumps a value as flow YAML, and describes
 // its type and allowed range for the docs.
 
+// Every integer key has both bounds: they keep every size derived from the config
+// (elements, bytes, steps, threads) far from overflow; what fits them but not the machine
+// is the memory check's to refuse (train/memory.h).
 template <class T>
 struct Integer {
   T min;
-  std::string phrase() const {
-    return min == 0 ? "a non-negative integer"
-         : min == 1 ? "a positive integer"
-                    : fmt::format("an integer >= {}", min);
-  }
+  T max;
+  std::string phrase() const { return fmt::format("an integer from {} to {}", min, max); }
   std::string type() const { return "int"; }
-  std::string range() const { return fmt::format(">= {}", min); }
+  std::string range() const { return fmt::format("{} to {}", min, max); }
   void parse(const Ctx& c, T& out) const {
     const std::optional<T> v = c.scalar() ? parse_integer<T>(*c.scalar()) : std::nullopt;
-    if (!v && c.scalar() && too_large_integer(*c.scalar()))
-      c.expected(fmt::format("{} no larger than {}", phrase(), std::numeric_limits<T>::max()));
-    if (!v || *v < min) c.expected(phrase());
+    if (!v || *v < min || *v > max) c.expected(phrase());
     out = *v;
   }
   std::string dump(T v) const { return fmt::format("{}", v); }
 };
 
+// Every float key has both bounds too: finite inputs of any size would otherwise reach
+// products such as warm-up epochs times steps per epoch.
 struct Number {
   double low;
   bool low_closed;
-  std::optional<double> high;
+  double high;
   bool high_closed;
 
   bool contains(double v) const {
     if (low_closed ? v < low : v <= low) return false;
-    return !high || (high_closed ? v <= *high : v < *high);
+    return high_closed ? v <= high : v < high;
   }
-  std::string phrase() const {
-    if (std::isinf(low)) return "a number";
-    if (!high && low == 0) return low_closed ? "a non-negative number" : "a positive number";
-    return "a number in " + range();
-  }
+  std::string phrase() const { return "a number in " + range(); }
   std::string type() const { return "float"; }
   std::string range() const {
-    if (!high) return fmt::format("{} {}", low_closed ? ">=" : ">", low);
-    return fmt::format("{}{}, {}{}", low_closed ? '[' : '(', low, *high, high_closed ? ']' : ')');
+    return fmt::format("{}{}, {}{}", low_closed ? '[' : '(', low, high, high_closed ? ']' : ')');
   }
   double read(const Ctx& c) const {
     const std::optional<double> v = c.scalar() ? parse_number(*c.scalar()) : std::nullopt;
@@ -293,11 +291,21 @@ struct Number {
   std::string dump(double v) const { return format_double(v); }
 };
 
-constexpr Number kPositive{0, false, std::nullopt, false};
-constexpr Number kNonNegative{0, true, std::nullopt, false};
+// Integer bounds shared by several keys.
+constexpr std::int64_t kMaxImageSide = 8192;
+constexpr std::int64_t kMaxSamples = std::int64_t{1} << 31;
+constexpr std::int64_t kMaxBatch = std::int64_t{1} << 20;
+constexpr int kMaxEpochs = 1000000;
+
 constexpr Number kProbability{0, true, 1.0, false};  // [0, 1): rates that must leave something
 constexpr Number kFactor{0, false, 1.0, true};       // (0, 1]
-constexpr Number kAnyNumber{-std::numeric_limits<double>::infinity(), false, std::nullopt, false};
+constexpr Number kLearningRate{0, false, 10.0, true};
+constexpr Number kDecay{0, true, 10.0, true};
+constexpr Number kEpsilon{0, false, 1.0, true};
+constexpr Number kGradNorm{0, true, 1e6, true};
+constexpr Number kEpochs{0, true, 1e6, true};
+constexpr Number kPixelMean{-1e6, true, 1e6, true};
+constexpr Number kPixelStd{0, false, 1e6, true};
 
 struct Boolean {
   std::string type() const { return "bool"; }
@@ -365,13 +373,15 @@ struct Preset {
 
 struct ImageSize {
   std::string type() const { return "int or [height, width]"; }
-  std::string range() const { return ">= 1"; }
+  std::string range() const { return fmt::format("each 1 to {}", kMaxImageSide); }
   void parse(const Ctx& c, std::array<std::int64_t, 2>& out) const {
-    constexpr Integer<std::int64_t> side{1};
-    const auto wrong = [&] { c.expected("a positive integer or [height, width]"); };
+    constexpr Integer<std::int64_t> side{1, kMaxImageSide};
+    const auto wrong = [&] {
+      c.expected(fmt::format("an integer from 1 to {} or [height, width]", kMaxImageSide));
+    };
     if (c.scalar()) {
       const auto v = parse_integer<std::int64_t>(*c.scalar());
-      if (!v || *v < 1) wrong();
+      if (!v || *v < 1 || *v > kMaxImageSide) wrong();
       out = {*v, *v};
     } else if (c.node.IsDefined() && c.node.IsSequence()) {
       if (c.node.size() != 2) wrong();
@@ -437,9 +447,9 @@ struct NormalizeCodec {
     if (!mean || !stddev)
       c.fail(fmt::format("a custom normalization needs both mean and std, got {}", describe(c.node)));
     Normalize n{Normalize::Mode::custom, {}, {}};
-    n.mean = floats(c.sub("mean", *mean, c.mark), kAnyNumber);
+    n.mean = floats(c.sub("mean", *mean, c.mark), kPixelMean);
     const Ctx std_ctx = c.sub("std", *stddev, c.mark);
-    n.stddev = floats(std_ctx, kPositive);
+    n.stddev = floats(std_ctx, kPixelStd);
     if (n.mean.size() != n.stddev.size())
       std_ctx.fail(fmt::format("has {} values but mean has {}; give one per channel",
                                n.stddev.size(), n.mean.size()));
@@ -512,6 +522,7 @@ struct Field {
   std::string path;
   std::string type;
   std::string range;
+  std::optional<double> low, high;  // numeric keys' bounds
   std::string description;
   std::function<void(TrainConfig&, const Ctx&)> parse;
   std::function<std::string(const TrainConfig&)> dump;
@@ -520,7 +531,9 @@ struct Field {
 
 template <class Access, class Codec>
 Field make_field(std::string path, Access access, Codec codec, std::string description) {
-  Field f{std::move(path), codec.type(), codec.range(), std::move(description), {}, {}, {}};
+  Field f{std::move(path), codec.type(), codec.range(), std::nullopt, std::nullopt, std::move(description), {}, {}, {}};
+  if constexpr (requires { codec.min; }) f.low = static_cast<double>(codec.min), f.high = static_cast<double>(codec.max);
+  if constexpr (requires { codec.low; }) f.low = codec.low, f.high = codec.high;
   f.parse = [=](TrainConfig& cfg, const Ctx& c) { codec.parse(c, access(cfg)); };
   f.dump = [=](const TrainConfig& cfg) { return codec.dump(access(cfg)); };
   f.equal = [=](const TrainConfig& a, const TrainConfig& b) { return access(a) == access(b); };
@@ -528,8 +541,8 @@ Field make_field(std::string path, Access access, Codec codec, std::string descr
 }
 
 // The member path is the key path: KEY(optim.lr, ...) is YAML `optim: {lr: ...}`.
-#define TESSERA_CONFIG_KEY(member, codec, description) \
-  make_field(#member, [](auto& cfg) -> auto& { return cfg.member; }, codec, description)
+#define TESSERA_CONFIG_KEY(member, ...) /* codec, description */ \
+  make_field(#member, [](auto& cfg) -> auto& { return cfg.member; }, __VA_ARGS__)
 
 const std::vector<Field>& fields() {
   using I64 = Integer<std::int64_t>;
@@ -542,13 +555,13 @@ const std::vector<Field>& fields() {
         "Start from a named architecture; keys given beside it override its values."));
     add(TESSERA_CONFIG_KEY(model.image_size, ImageSize{},
         "Input height and width in pixels; one int for square images."));
-    add(TESSERA_CONFIG_KEY(model.patch_size, I64{1}, "Side of the square patches the image is cut into."));
-    add(TESSERA_CONFIG_KEY(model.channels, I64{1}, "Input channels (1 for grey, 3 for RGB)."));
-    add(TESSERA_CONFIG_KEY(model.num_classes, I64{1}, "Number of output classes."));
-    add(TESSERA_CONFIG_KEY(model.dim, I64{1}, "Token width (embedding dimension)."));
-    add(TESSERA_CONFIG_KEY(model.depth, I64{1}, "Number of transformer blocks."));
-    add(TESSERA_CONFIG_KEY(model.heads, I64{1}, "Attention heads per block."));
-    add(TESSERA_CONFIG_KEY(model.mlp_dim, I64{1}, "Hidden width of each block's MLP."));
+    add(TESSERA_CONFIG_KEY(model.patch_size, I64{1, kMaxImageSide}, "Side of the square patches the image is cut into."));
+    add(TESSERA_CONFIG_KEY(model.channels, I64{1, 1024}, "Input channels (1 for grey, 3 for RGB)."));
+    add(TESSERA_CONFIG_KEY(model.num_classes, I64{1, 1 << 20}, "Number of output classes."));
+    add(TESSERA_CONFIG_KEY(model.dim, I64{1, 1 << 16}, "Token width (embedding dimension)."));
+    add(TESSERA_CONFIG_KEY(model.depth, I64{1, 1024}, "Number of transformer blocks."));
+    add(TESSERA_CONFIG_KEY(model.heads, I64{1, 1024}, "Attention heads per block."));
+    add(TESSERA_CONFIG_KEY(model.mlp_dim, I64{1, 1 << 18}, "Hidden width of each block's MLP."));
     add(TESSERA_CONFIG_KEY(model.pool, Choice<Pool>{kPoolNames},
         "Classify from the cls token, or from the mean of the patch tokens."));
     add(TESSERA_CONFIG_KEY(model.dropout, kProbability,
@@ -562,60 +575,60 @@ const std::vector<Field>& fields() {
         "LayerNorm placement: before (pre) or after (post) each residual branch."));
     add(TESSERA_CONFIG_KEY(model.pos_embed, Choice<PosEmbed>{kPosEmbedNames},
         "Position embedding: a learned table, or fixed 2-d sin-cos."));
-    add(TESSERA_CONFIG_KEY(model.layer_norm_eps, kPositive, "Epsilon of every LayerNorm."));
+    add(TESSERA_CONFIG_KEY(model.layer_norm_eps, kEpsilon, "Epsilon of every LayerNorm."));
     // data
     add(TESSERA_CONFIG_KEY(data.dataset, Choice<Dataset>{kDatasetNames},
         "The dataset; synthetic is generated in memory and needs no files (see data.synthetic)."));
     add(TESSERA_CONFIG_KEY(data.root, Path{}, "Dataset directory; empty means data/ and the dataset name (data/mnist, data/cifar10, ...)."));
     add(TESSERA_CONFIG_KEY(data.normalize, NormalizeCodec{},
         "Per-channel normalization: auto (the dataset's standard mean and std), none, or explicit values."));
-    add(TESSERA_CONFIG_KEY(data.augment.random_crop_padding, I64{0},
+    add(TESSERA_CONFIG_KEY(data.augment.random_crop_padding, I64{0, kMaxImageSide},
         "Pad training images by this many pixels and crop back at a random offset (0 = off)."));
     add(TESSERA_CONFIG_KEY(data.augment.horizontal_flip, Boolean{},
         "Flip training images left-right with probability 0.5."));
-    add(TESSERA_CONFIG_KEY(data.augment.random_shift, I64{0},
+    add(TESSERA_CONFIG_KEY(data.augment.random_shift, I64{0, kMaxImageSide},
         "Translate training images by up to this many pixels, filling with zeros (0 = off)."));
-    add(TESSERA_CONFIG_KEY(data.train_limit, I64{0}, "Train on the first N training samples only (0 = all)."));
-    add(TESSERA_CONFIG_KEY(data.test_limit, I64{0}, "Evaluate on the first N test samples only (0 = all)."));
-    add(TESSERA_CONFIG_KEY(data.synthetic.train_size, I64{1}, "Samples in the synthetic training set."));
-    add(TESSERA_CONFIG_KEY(data.synthetic.test_size, I64{1}, "Samples in the synthetic test set."));
-    add(TESSERA_CONFIG_KEY(data.workers, Int{0}, "Loader threads preparing batches (0 = on the training thread)."));
-    add(TESSERA_CONFIG_KEY(data.prefetch, Int{0}, "Batches prepared ahead of the training step."));
+    add(TESSERA_CONFIG_KEY(data.train_limit, I64{0, kMaxSamples}, "Train on the first N training samples only (0 = all)."));
+    add(TESSERA_CONFIG_KEY(data.test_limit, I64{0, kMaxSamples}, "Evaluate on the first N test samples only (0 = all)."));
+    add(TESSERA_CONFIG_KEY(data.synthetic.train_size, I64{1, 1 << 24}, "Samples in the synthetic training set."));
+    add(TESSERA_CONFIG_KEY(data.synthetic.test_size, I64{1, 1 << 24}, "Samples in the synthetic test set."));
+    add(TESSERA_CONFIG_KEY(data.workers, Int{0, 256}, "Loader threads preparing batches (0 = on the training thread)."));
+    add(TESSERA_CONFIG_KEY(data.prefetch, Int{0, 1024}, "Batches prepared ahead of the training step."));
     // optim
     add(TESSERA_CONFIG_KEY(optim.name, Choice<OptimizerName>{kOptimizerNames}, "The optimizer."));
-    add(TESSERA_CONFIG_KEY(optim.lr, kPositive, "Peak learning rate (reached after warm-up)."));
-    add(TESSERA_CONFIG_KEY(optim.weight_decay, kNonNegative,
+    add(TESSERA_CONFIG_KEY(optim.lr, kLearningRate, "Peak learning rate (reached after warm-up)."));
+    add(TESSERA_CONFIG_KEY(optim.weight_decay, kDecay,
         "Weight decay: decoupled for adamw, added to the gradient (L2) for sgd and adam."));
     add(TESSERA_CONFIG_KEY(optim.momentum, kProbability, "SGD momentum."));
     add(TESSERA_CONFIG_KEY(optim.nesterov, Boolean{}, "Use Nesterov momentum (sgd)."));
     add(TESSERA_CONFIG_KEY(optim.betas, Betas{}, "Adam and AdamW decay rates of the moment estimates."));
-    add(TESSERA_CONFIG_KEY(optim.eps, kPositive, "Adam and AdamW denominator epsilon."));
-    add(TESSERA_CONFIG_KEY(optim.clip_grad_norm, kNonNegative,
+    add(TESSERA_CONFIG_KEY(optim.eps, kEpsilon, "Adam and AdamW denominator epsilon."));
+    add(TESSERA_CONFIG_KEY(optim.clip_grad_norm, kGradNorm,
         "Clip the global L2 norm of all gradients to this value (0 = off)."));
     add(TESSERA_CONFIG_KEY(optim.no_weight_decay_on, Patterns{},
         "Parameters exempt from weight decay, as glob patterns over parameter names ('*' any run, '?' one character); true = this default, false = none."));
     // schedule
     add(TESSERA_CONFIG_KEY(schedule.name, Choice<ScheduleName>{kScheduleNames},
         "Learning-rate schedule after warm-up."));
-    add(TESSERA_CONFIG_KEY(schedule.warmup_epochs, kNonNegative,
+    add(TESSERA_CONFIG_KEY(schedule.warmup_epochs, kEpochs,
         "Linear warm-up from 0 to optim.lr over this many epochs (fractions allowed)."));
-    add(TESSERA_CONFIG_KEY(schedule.min_lr, kNonNegative, "cosine: the final learning rate."));
-    add(TESSERA_CONFIG_KEY(schedule.step_size, Int{1}, "step: epochs between decays."));
+    add(TESSERA_CONFIG_KEY(schedule.min_lr, kDecay, "cosine: the final learning rate."));
+    add(TESSERA_CONFIG_KEY(schedule.step_size, Int{1, kMaxEpochs}, "step: epochs between decays."));
     add(TESSERA_CONFIG_KEY(schedule.gamma, kFactor, "step: the factor applied at each decay."));
     // train
-    add(TESSERA_CONFIG_KEY(train.epochs, Int{1}, "Passes over the training set."));
-    add(TESSERA_CONFIG_KEY(train.batch_size, I64{1}, "Training batch size."));
-    add(TESSERA_CONFIG_KEY(train.eval_batch_size, I64{1}, "Evaluation batch size."));
-    add(TESSERA_CONFIG_KEY(train.seed, Integer<std::uint64_t>{0},
+    add(TESSERA_CONFIG_KEY(train.epochs, Int{1, kMaxEpochs}, "Passes over the training set."));
+    add(TESSERA_CONFIG_KEY(train.batch_size, I64{1, kMaxBatch}, "Training batch size."));
+    add(TESSERA_CONFIG_KEY(train.eval_batch_size, I64{1, kMaxBatch}, "Evaluation batch size."));
+    add(TESSERA_CONFIG_KEY(train.seed, Integer<std::uint64_t>{0, std::numeric_limits<std::uint64_t>::max()},
         "Seed of every random stream: initialisation, shuffling, augmentation, dropout."));
-    add(TESSERA_CONFIG_KEY(train.threads, Int{0}, "CPU threads for the kernels (0 = all cores)."));
+    add(TESSERA_CONFIG_KEY(train.threads, Int{0, 256}, "CPU threads for the kernels (0 = all cores)."));
     add(TESSERA_CONFIG_KEY(train.device, DeviceCodec{}, "Where to train: cpu, cuda (the first GPU) or cuda:N."));
     add(TESSERA_CONFIG_KEY(train.output_dir, Path{},
         "Directory for checkpoints, logs and the resolved config."));
-    add(TESSERA_CONFIG_KEY(train.eval_interval, Int{1}, "Evaluate every N epochs, and after the last."));
-    add(TESSERA_CONFIG_KEY(train.checkpoint_interval, Int{0},
+    add(TESSERA_CONFIG_KEY(train.eval_interval, Int{1, kMaxEpochs}, "Evaluate every N epochs, and after the last."));
+    add(TESSERA_CONFIG_KEY(train.checkpoint_interval, Int{0, kMaxEpochs},
         "Save a checkpoint every N epochs (0 = only after the last)."));
-    add(TESSERA_CONFIG_KEY(train.log_interval, Int{1}, "Log the training loss every N steps."));
+    add(TESSERA_CONFIG_KEY(train.log_interval, Int{1, 1 << 30}, "Log the training loss every N steps."));
     add(TESSERA_CONFIG_KEY(train.label_smoothing, kProbability, "Label smoothing of the cross-entropy loss."));
     add(TESSERA_CONFIG_KEY(train.precision, Choice<DType>{kPrecisionNames},
         "Compute precision: f32, or bf16 mixed precision with f32 master weights."));
@@ -748,7 +761,7 @@ void apply_override(TrainConfig& cfg, const ConfigOverride& ov) {
     try {
       return YAML::Load(ov.value);
     } catch (const YAML::Exception& e) {
-      fail_at(src, nowhere, ov.path, fmt::format("invalid YAML value {}: {}", yaml_quoted(ov.value), e.msg));
+      fail_at(src, nowhere, ov.path, fmt::format("invalid YAML value {}: {}", echoed(ov.value), e.msg));
     }
   }();
   const Ctx ctx{src, ov.path, value, nowhere};
@@ -781,7 +794,7 @@ ConfigOverride parse_override(std::string_view assignment) {
   };
   const std::string path = eq == std::string_view::npos ? "" : trim(assignment.substr(0, eq));
   TESSERA_CHECK(!path.empty(), ConfigError, "--set {}: expected key.path=value, e.g. optim.lr=3e-4",
-                yaml_quoted(assignment));
+                echoed(assignment));
   return {path, std::string(assignment.substr(eq + 1))};
 }
 
@@ -865,13 +878,14 @@ TrainConfig load_config_string(std::string_view yaml, std::string_view source,
 }
 
 TrainConfig load_config(const std::filesystem::path& file, std::span<const ConfigOverride> overrides) {
-  std::ifstream in(file, std::ios::binary);
-  TESSERA_CHECK(in.good(), ConfigError, "load_config: cannot open config file '{}': {}",
-                file.string(), std::strerror(errno));
-  std::ostringstream text;
-  text << in.rdbuf();
-  TESSERA_CHECK(!in.bad(), ConfigError, "load_config: cannot read config file '{}'", file.string());
-  return load_config_string(text.str(), file.string(), overrides);
+  constexpr std::int64_t kMaxConfigBytes = 1 << 20;  // a config is a page of YAML, not a dataset
+  std::string text;
+  try {
+    text = io::read_regular_file(file, kMaxConfigBytes, "load_config");
+  } catch (const IoError& e) {
+    throw ConfigError(e.what());  // a config that cannot be read is a usage error (exit 2)
+  }
+  return load_config_string(text, file.string(), overrides);
 }
 
 std::string dump_config(const TrainConfig& cfg) {
@@ -908,6 +922,20 @@ std::vector<ConfigDifference> diff_configs(const TrainConfig& left, const TrainC
 std::vector<ConfigDifference> model_differences(const TrainConfig& saved, const TrainConfig& current) {
   std::vector<ConfigDifference> diffs = diff_configs(saved, current, "model");
   std::erase_if(diffs, [](const ConfigDifference& d) { return d.path == "model.preset"; });
+  return diffs;
+}
+
+std::vector<ConfigDifference> resume_differences(const TrainConfig& saved, const TrainConfig& current) {
+  // Keys that change neither the samples seen, their order, the random draws nor the
+  // training arithmetic: where and how fast the run goes, and how it is evaluated and logged.
+  // train.epochs may grow (the trainer refuses fewer than are done).
+  static const std::set<std::string_view> free_keys{
+      "model.preset",        "data.root",          "data.workers",          "data.prefetch",
+      "data.test_limit",     "train.epochs",       "train.eval_batch_size", "train.threads",
+      "train.device",        "train.output_dir",   "train.eval_interval",   "train.checkpoint_interval",
+      "train.log_interval"};
+  std::vector<ConfigDifference> diffs = diff_configs(saved, current);
+  std::erase_if(diffs, [](const ConfigDifference& d) { return free_keys.contains(d.path); });
   return diffs;
 }
 
@@ -1010,7 +1038,7 @@ const std::vector<ConfigKey>& config_schema() {
     const TrainConfig defaults;
     std::vector<ConfigKey> keys;
     for (const Field& f : fields())
-      keys.push_back({f.path, f.type, f.range, f.dump(defaults), f.description});
+      keys.push_back({f.path, f.type, f.range, f.dump(defaults), f.description, f.low, f.high});
     return keys;
   }();
   return schema;

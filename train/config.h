@@ -196,6 +196,11 @@ std::vector<ConfigDifference> diff_configs(const TrainConfig& left, const TrainC
                                            std::string_view under = "");
 // The model keys that differ; the preset's name is not one (the keys it set are compared).
 std::vector<ConfigDifference> model_differences(const TrainConfig& saved, const TrainConfig& current);
+// The keys that must match for a resumed run to continue exactly: every key but those that
+// change only where, how fast, how often it reports or how it is evaluated (threads, device,
+// output_dir, data.root, workers, prefetch, test_limit, eval_batch_size, the intervals,
+// epochs). The preset's name is not one either.
+std::vector<ConfigDifference> resume_differences(const TrainConfig& saved, const TrainConfig& current);
 // On one line: "model.dim: 64 -> 128; model.pool: cls -> mean".
 std::string format_differences(const std::vector<ConfigDifference>& diffs);
 
@@ -230,6 +235,7 @@ struct ConfigKey {
   std::string range;          // "> 0", "sgd | adam | adamw", or empty
   std::string default_value;  // YAML flow text of TrainConfig{}'s value
   std::string description;
+  std::optional<double> min, max;  // the bounds of a number (int or float) key
 };
 
 const std::vector<ConfigKey>& config_schema();

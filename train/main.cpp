@@ -1,6 +1,10 @@
 // The `tessera` command line: train, eval, predict, summary, gradcheck and bench.
 // Exit status: 0 success, 2 usage or config errors, 1 other failures, 130 interrupted.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <csignal>
+#include <cstring>
 #include <cstdio>
 #include <fstream>
 #include <iterator>
@@ -13,6 +17,8 @@
 #include "ops/cpu_info.h"
 #include "ops/kernels.h"
 #include "train/data.h"
+#include "train/input_file.h"
+#include "train/memory.h"
 #include "train/trainer.h"
 
 namespace ts = tessera;
@@ -21,18 +27,46 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::atomic<bool> g_stop{false};
+// The signal that asked the run to stop (0: none). The first one lets the run finish its
+// step and write a checkpoint; a second one ends the process at once.
+std::atomic<int> g_stop{0};
+// Written by the handler with async-signal-safe calls only, so prepared beforehand.
+char g_second_signal_note[2048];
+char g_run_log[4096];
 
-extern "C" void on_interrupt(int) {
-  if (g_stop.exchange(true)) std::_Exit(130);  // a second Ctrl-C: leave now
+extern "C" void on_stop_signal(int signal) {
+  int none = 0;
+  if (g_stop.compare_exchange_strong(none, signal)) return;
+  const std::size_t n = std::strlen(g_second_signal_note);
+  (void)!::write(STDERR_FILENO, g_second_signal_note, n);
+  if (g_run_log[0] != '\0') {
+    const int fd = ::open(g_run_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      (void)!::write(fd, g_second_signal_note, n);
+      ::close(fd);
+    }
+  }
+  ::_exit(128 + signal);
 }
 
-void install_interrupt_handler() {
+// Every signal that would end the process and can be caught stops the run with a checkpoint;
+// SIGPIPE and SIGXFSZ are ignored so that a closed pipe or a file-size limit becomes a failed
+// write with a message rather than a silent death.
+void install_stop_handlers(const fs::path& output_dir) {
+  fmt::format_to_n(g_second_signal_note, sizeof g_second_signal_note - 1,
+                   "tessera: a second signal: stopped at once, without a new checkpoint; continue from the last "
+                   "one with --resume {}\n",
+                   output_dir.string());
+  const std::string log = (output_dir / tt::kLogFile).string();
+  if (log.size() < sizeof g_run_log) std::memcpy(g_run_log, log.c_str(), log.size() + 1);
   struct sigaction sa {};
-  sa.sa_handler = on_interrupt;
+  sa.sa_handler = on_stop_signal;
   sigemptyset(&sa.sa_mask);
-  sigaction(SIGINT, &sa, nullptr);
-  sigaction(SIGTERM, &sa, nullptr);
+  for (const int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGVTALRM, SIGPROF,
+                        SIGPWR})
+    sigaction(sig, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGXFSZ, SIG_IGN);
 }
 
 tt::TrainConfig read_config(const std::string& file, const std::vector<std::string>& sets) {
@@ -47,18 +81,21 @@ tt::TrainConfig config_of(const tt::Checkpoint& ck, const fs::path& file) {
 
 int run_train(const std::string& config, const std::vector<std::string>& sets, const std::string& resume) {
   const tt::TrainConfig cfg = read_config(config, sets);
-  install_interrupt_handler();
+  install_stop_handlers(cfg.train.output_dir);
   tt::TrainOptions opts;
   if (!resume.empty()) opts.resume = resume;
   opts.stop = &g_stop;
   const tt::TrainResult r = tt::train(cfg, opts);
   switch (r.status) {
     case tt::TrainResult::Status::finished:
-      fmt::print("finished {} epochs: best test accuracy {:.2f}%; checkpoints and metrics.jsonl in {}\n",
-                 r.epochs_done, 100 * r.best_accuracy, cfg.train.output_dir.string());
+      fmt::print("checkpoints and metrics.jsonl in {}\n", cfg.train.output_dir.string());
       return 0;
-    case tt::TrainResult::Status::interrupted: return 130;
-    case tt::TrainResult::Status::diverged: return 1;
+    case tt::TrainResult::Status::interrupted:
+      fmt::print(stderr, "tessera: {}\n", r.message);
+      return 128 + std::max(g_stop.load(), 2);  // 130 when stopped without a signal (stop_at_step)
+    case tt::TrainResult::Status::diverged:
+      fmt::print(stderr, "tessera: error: {}\n", r.message);
+      return 1;
   }
   return 1;
 }
@@ -94,39 +131,49 @@ int run_predict(const std::string& checkpoint, const std::vector<std::string>& i
   tt::set_threads(cfg.train.threads);
   auto model = load_model(cfg, ck);
   const ts::datasets::ImageShape shape{cfg.model.channels, cfg.model.image_size[0], cfg.model.image_size[1]};
+  // Images go through the model a batch at a time: memory stays bounded however many are given.
+  constexpr std::int64_t kBatch = 32;
   const std::int64_t n = static_cast<std::int64_t>(images.size()), pixels = shape.numel();
-  std::vector<float> batch(static_cast<std::size_t>(n * pixels));
+  const tt::MemoryProbe probe = tt::probe_memory(*model, shape.shape(), /*with_training=*/false);
+  tt::check_memory("predict", {{"weights", probe.weights, ""},
+                               {fmt::format("a batch of {} images", std::min(n, kBatch)),
+                                probe.evaluation(std::min(n, kBatch)), ""}});
+  constexpr std::uint64_t kMaxImageFileBytes = std::uint64_t{256} << 20;
+  const std::int64_t plane = shape.height * shape.width, classes = cfg.model.num_classes;
+  const std::int64_t k = std::min<std::int64_t>(top_k, classes);
   std::vector<std::uint8_t> decoded(static_cast<std::size_t>(pixels));
-  const std::int64_t plane = shape.height * shape.width;
-  for (std::int64_t i = 0; i < n; ++i) {
-    std::ifstream in(images[i], std::ios::binary);
-    TESSERA_CHECK(in.good(), ts::IoError, "predict: cannot read {}", images[i]);
-    const std::vector<std::uint8_t> bytes{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    ts::datasets::decode_image(bytes, shape, decoded, images[i]);
-    for (std::int64_t k = 0; k < pixels; ++k) {
-      const std::size_t c = static_cast<std::size_t>(k / plane);
-      const double v = decoded[k] / 255.0;
-      batch[i * pixels + k] = static_cast<float>(ck.info.normalize_mean.empty()
-                                                     ? v
-                                                     : (v - ck.info.normalize_mean[c]) / ck.info.normalize_std[c]);
-    }
-  }
   ts::NoGradGuard no_grad;
-  const ts::Tensor probs = ts::softmax((*model)(ts::from_vector(batch, {n, shape.channels, shape.height, shape.width})), -1);
-  const std::vector<float> p = probs.to_vector<float>();
-  const std::int64_t classes = cfg.model.num_classes, k = std::min<std::int64_t>(top_k, classes);
-  for (std::int64_t i = 0; i < n; ++i) {
-    std::vector<std::int64_t> order(static_cast<std::size_t>(classes));
-    std::iota(order.begin(), order.end(), 0);
-    std::partial_sort(order.begin(), order.begin() + k, order.end(),
-                      [&](auto a, auto b) { return p[i * classes + a] > p[i * classes + b]; });
-    fmt::print("{}:", images[i]);
-    for (std::int64_t j = 0; j < k; ++j) {
-      const auto c = static_cast<std::size_t>(order[j]);
-      fmt::print(" {} {:.2f}%{}", c < ck.info.class_names.size() ? ck.info.class_names[c] : std::to_string(c),
-                 100 * p[i * classes + order[j]], j + 1 < k ? "," : "");
+  for (std::int64_t first = 0; first < n; first += kBatch) {
+    const std::int64_t count = std::min(kBatch, n - first);
+    std::vector<float> batch(static_cast<std::size_t>(count * pixels));
+    for (std::int64_t i = 0; i < count; ++i) {
+      const std::string& file = images[static_cast<std::size_t>(first + i)];
+      const std::string bytes = ts::io::read_regular_file(file, kMaxImageFileBytes, "predict");
+      const std::span<const std::uint8_t> encoded(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+      ts::datasets::decode_image(encoded, shape, decoded, file);
+      for (std::int64_t j = 0; j < pixels; ++j) {
+        const std::size_t c = static_cast<std::size_t>(j / plane);
+        const double v = decoded[j] / 255.0;
+        batch[i * pixels + j] = static_cast<float>(
+            ck.info.normalize_mean.empty() ? v : (v - ck.info.normalize_mean[c]) / ck.info.normalize_std[c]);
+      }
     }
-    fmt::print("\n");
+    const ts::Tensor probs =
+        ts::softmax((*model)(ts::from_vector(batch, {count, shape.channels, shape.height, shape.width})), -1);
+    const std::vector<float> p = probs.to_vector<float>();
+    for (std::int64_t i = 0; i < count; ++i) {
+      std::vector<std::int64_t> order(static_cast<std::size_t>(classes));
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                        [&](auto a, auto b) { return p[i * classes + a] > p[i * classes + b]; });
+      fmt::print("{}:", images[static_cast<std::size_t>(first + i)]);
+      for (std::int64_t j = 0; j < k; ++j) {
+        const auto c = static_cast<std::size_t>(order[j]);
+        fmt::print(" {} {:.2f}%{}", c < ck.info.class_names.size() ? ck.info.class_names[c] : std::to_string(c),
+                   100 * p[i * classes + order[j]], j + 1 < k ? "," : "");
+      }
+      fmt::print("\n");
+    }
   }
   return 0;
 }
@@ -199,16 +246,16 @@ int main(int argc, char** argv) {
   CLI::App* predict = app.add_subcommand("predict", "classify images with a checkpoint");
   predict->add_option("--checkpoint", checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
   predict->add_option("IMAGE", images, "PNG/JPEG/BMP files")->required()->check(CLI::ExistingFile);
-  predict->add_option("--top-k", top_k, "classes to show per image")->check(CLI::PositiveNumber);
+  predict->add_option("--top-k", top_k, "classes to show per image")->check(CLI::Range(1, 1 << 20));
   CLI::App* summary = app.add_subcommand("summary", "print the configured model's layers and parameter count");
   add_config(summary);
   CLI::App* gradcheck = app.add_subcommand("gradcheck", "gradient-check the configured model in f64");
   add_config(gradcheck);
-  gradcheck->add_option("--samples", samples, "elements checked per parameter tensor")->check(CLI::PositiveNumber);
+  gradcheck->add_option("--samples", samples, "elements checked per parameter tensor")->check(CLI::Range(1, 1 << 20));
   CLI::App* bench_cmd = app.add_subcommand("bench", "training and inference throughput (the PyTorch peer's presets)");
   bench_cmd->add_option("--preset", bench.presets, "seed, mnist, tiny (repeatable; default all)");
-  bench_cmd->add_option("--steps", bench.steps, "timed steps per measure")->check(CLI::PositiveNumber);
-  bench_cmd->add_option("--threads", bench.threads, "threads (0: all cores)")->check(CLI::NonNegativeNumber);
+  bench_cmd->add_option("--steps", bench.steps, "timed steps per measure")->check(CLI::Range(1, 1 << 20));
+  bench_cmd->add_option("--threads", bench.threads, "threads (0: all cores)")->check(CLI::Range(0, 1024));
   bench_cmd->add_flag("--profile", bench.profile, "per-op time breakdown of a training step");
   bench_cmd->add_flag("--matmul", bench.matmul, "matmul GFLOP/s in f32 and bf16");
   bench_cmd->add_flag("--bf16", bench.bf16, "mixed precision: bf16 linear layers, f32 master weights");

@@ -12,7 +12,8 @@ namespace tessera::train {
 class Progress {
  public:
   // live: redraw one line in place (a terminal); otherwise print a line every log_interval steps.
-  Progress(std::FILE* out, bool live, std::int64_t log_interval);
+  // log (optional, e.g. the run directory's train.log) gets the plain lines either way.
+  Progress(std::FILE* out, bool live, std::int64_t log_interval, std::FILE* log = nullptr);
 
   void start_epoch(std::int64_t epoch, std::int64_t epochs, std::int64_t batches, std::int64_t first_batch);
   // After each step: the batch just done (1-based count), its loss, the lr and batch size.
@@ -24,7 +25,10 @@ class Progress {
   static bool is_terminal(std::FILE* f);
 
  private:
+  static void write(std::FILE* f, const std::string& text);
+
   std::FILE* out_;
+  std::FILE* log_;
   bool live_;
   std::int64_t log_interval_;
   std::int64_t epoch_ = 0, epochs_ = 0, batches_ = 0, first_ = 0;

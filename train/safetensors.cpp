@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "autograd/error.h"
+#include "train/input_file.h"
 
 namespace tessera::io {
 
@@ -100,49 +101,6 @@ class AtomicFile {
 };
 
 // ---------------------------------------------------------------- reading
-
-class InputFile {
- public:
-  InputFile(const std::filesystem::path& path, std::string_view op) : path_(path), op_(op) {
-    fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd_ < 0) fail("cannot open: {}", errno_text());
-    struct stat st {};
-    if (::fstat(fd_, &st) != 0) fail("cannot stat: {}", errno_text());
-    if (!S_ISREG(st.st_mode)) fail("not a regular file");
-    size_ = static_cast<std::uint64_t>(st.st_size);
-  }
-  InputFile(const InputFile&) = delete;
-  InputFile& operator=(const InputFile&) = delete;
-  ~InputFile() { ::close(fd_); }
-
-  std::uint64_t size() const { return size_; }
-
-  void read_at(void* out, std::uint64_t bytes, std::uint64_t offset) const {
-    char* p = static_cast<char*>(out);
-    while (bytes > 0) {
-      const ssize_t n = ::pread(fd_, p, std::min<std::uint64_t>(bytes, std::uint64_t{1} << 30),
-                                static_cast<off_t>(offset));
-      if (n < 0 && errno == EINTR) continue;
-      if (n < 0) fail("read failed: {}", errno_text());
-      if (n == 0) fail("the file ended early at byte {} (was it truncated while reading?)", offset);
-      p += n;
-      offset += static_cast<std::uint64_t>(n);
-      bytes -= static_cast<std::uint64_t>(n);
-    }
-  }
-
-  template <class... Args>
-  [[noreturn]] void fail(fmt::format_string<Args...> format, Args&&... args) const {
-    throw IoError(fmt::format("{}: '{}': {}", op_, path_.string(),
-                              fmt::format(format, std::forward<Args>(args)...)));
-  }
-
- private:
-  std::filesystem::path path_;
-  std::string_view op_;
-  int fd_ = -1;
-  std::uint64_t size_ = 0;
-};
 
 // The text of a JSON value for messages, kept short.
 std::string brief(const json& j) {

@@ -6,6 +6,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <memory>
 
 #include <chrono>
 #include <cmath>
@@ -18,7 +19,9 @@
 #include "ops/kernels.h"
 #include "optim/optim.h"
 #include "train/data.h"
+#include "train/memory.h"
 #include "train/progress.h"
+#include "train/run_lock.h"
 
 namespace tessera::train {
 namespace fs = std::filesystem;
@@ -37,33 +40,7 @@ std::unique_ptr<models::ViT> build_model(const TrainConfig& cfg) {
   return model;
 }
 
-std::int64_t estimate_training_bytes(const TrainConfig& cfg) {
-  const ModelConfig& m = cfg.model;
-  const models::ViTConfig v = to_vit_config(m);
-  const std::int64_t B = cfg.train.batch_size, N = v.num_patches() + 1, D = m.dim, L = m.depth;
-  // Parameters: weights, gradients and two Adam moments.
-  const std::int64_t per_block = 4 * D * D + 4 * D + 2 * D * m.mlp_dim + m.mlp_dim + D + 4 * D;
-  const std::int64_t params = L * per_block + m.channels * m.patch_size * m.patch_size * D + N * D + D * m.num_classes;
-  // Saved activations per block and token: about 12 D-wide and 3 mlp-wide tensors, plus
-  // the heads' N x N attention weights; the backward pass needs about as much again.
-  const std::int64_t acts = L * B * N * (12 * D + 3 * m.mlp_dim + m.heads * N);
-  const std::int64_t input = B * m.channels * m.image_size[0] * m.image_size[1];
-  return 4 * (4 * params + 2 * acts + 4 * input);
-}
-
 namespace {
-
-std::int64_t available_memory_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key;
-  std::int64_t kb = 0;
-  std::string unit;
-  while (meminfo >> key >> kb >> unit)
-    if (key == "MemAvailable:") return kb * 1024;
-  return static_cast<std::int64_t>(::sysconf(_SC_AVPHYS_PAGES)) * ::sysconf(_SC_PAGESIZE);
-}
-
-double gib(std::int64_t bytes) { return static_cast<double>(bytes) / (1 << 30); }
 
 // Fails before any training when the output directory cannot take the run's files.
 void check_output_dir(const fs::path& dir, std::int64_t checkpoint_bytes) {
@@ -172,9 +149,19 @@ void restore(const fs::path& from, const TrainConfig& cfg, CheckpointInfo& info,
              optim::Optimizer& opt) {
   Checkpoint ck = load_checkpoint(from);
   const TrainConfig saved = load_config_string(ck.info.config_yaml, from.string() + " (config)");
-  const std::vector<ConfigDifference> diffs = model_differences(saved, cfg);
-  TESSERA_CHECK(diffs.empty(), ConfigError, "--resume: {} was trained with a different model: {}", from.string(),
-                format_differences(diffs));
+  const std::vector<ConfigDifference> architecture = model_differences(saved, cfg);
+  TESSERA_CHECK(architecture.empty(), ConfigError, "--resume: {} was trained with a different model: {}",
+                from.string(), format_differences(architecture));
+  // Anything else that changes the samples, their order, the random draws or the arithmetic
+  // would make the continuation differ from the run that never stopped.
+  const std::vector<ConfigDifference> run = resume_differences(saved, cfg);
+  TESSERA_CHECK(run.empty(), ConfigError,
+                "--resume: {} cannot continue exactly with these settings changed: {} (set them back, or start a "
+                "new run)",
+                from.string(), format_differences(run));
+  TESSERA_CHECK(ck.info.state.epoch <= cfg.train.epochs, ConfigError,
+                "--resume: {} has done {} epochs, more than train.epochs = {}", from.string(), ck.info.state.epoch,
+                cfg.train.epochs);
   for (auto [stored, current, split] : {std::tuple{&ck.info.train_fingerprint, &info.train_fingerprint, "training"},
                                         std::tuple{&ck.info.test_fingerprint, &info.test_fingerprint, "test"}})
     TESSERA_CHECK(*stored == *current, DataError, "--resume: the {} data changed since {} was written: {}", split,
@@ -210,9 +197,10 @@ EvalResult evaluate(models::ViT& model, datasets::DataLoader& loader, Device dev
   return r;
 }
 
-TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
-  using clock = std::chrono::steady_clock;
-  const auto run_start = clock::now();
+namespace {
+
+// Refuses what this machine cannot run before anything is opened or written.
+void check_runnable(const TrainConfig& cfg) {
   TESSERA_CHECK(cfg.train.device.is_cpu() || cuda_available(), ConfigError,
                 "train.device: {} was asked for, but {}", cfg.train.device,
                 cuda_built() ? "no usable CUDA GPU is present" : "this build has no CUDA backend");
@@ -221,13 +209,56 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
     TESSERA_CHECK(why.empty(), ConfigError, "train.precision: {}; train in f32 (train.precision: f32)", why);
   }
   to_vit_config(cfg.model).validate();
-  set_threads(cfg.train.threads);
+}
 
-  const std::int64_t need = estimate_training_bytes(cfg), have = available_memory_bytes();
-  TESSERA_CHECK(!cfg.train.device.is_cpu() || need <= have, ConfigError,
-                "train.batch_size: training this model with batch size {} needs about {:.1f} GiB, but only {:.1f} GiB "
-                "of memory is available; lower train.batch_size or the model size",
-                cfg.train.batch_size, gib(need), gib(have));
+// Everything the run will hold at its peak, measured on the model itself (train/memory.h):
+// weights, optimizer moments, a training step or an evaluation (whichever is larger: the
+// allocator's cache is emptied between them), the datasets in memory and the loader's batches.
+void check_run_memory(const TrainConfig& cfg, models::ViT& model, const datasets::Dataset& train_set,
+                      const datasets::Dataset& test_set) {
+  if (!cfg.train.device.is_cpu()) return;  // the probe measures the CPU allocator
+  const datasets::ImageShape in{cfg.model.channels, cfg.model.image_size[0], cfg.model.image_size[1]};
+  const MemoryProbe p = [&] {
+    try {
+      return probe_memory(model, in.shape());
+    } catch (const DeviceError& e) {
+      throw ConfigError(fmt::format("model: a training step of this model does not fit in memory even at batch 1 "
+                                    "({}); make the model or its images smaller", e.what()));
+    }
+  }();
+  const double moments = cfg.optim.name == OptimizerName::sgd && cfg.optim.momentum == 0 ? 0 : 2;
+  const std::int64_t B = cfg.train.batch_size, E = cfg.train.eval_batch_size;
+  const double batch_bytes = 4.0 * static_cast<double>(in.numel()) * static_cast<double>(std::max(B, E));
+  const double in_flight = static_cast<double>(cfg.data.prefetch + cfg.data.workers + 2);
+  const bool step_larger = p.training_step(B) >= p.evaluation(E);
+  check_memory("this run",
+               std::vector<MemoryPart>{{"weights", p.weights, "model.dim"},
+                {"optimizer state", moments * p.weights, "model.dim"},
+                step_larger ? MemoryPart{fmt::format("a training step at batch {}", B), p.training_step(B),
+                                         "train.batch_size"}
+                            : MemoryPart{fmt::format("evaluation at batch {}", E), p.evaluation(E),
+                                         "train.eval_batch_size"},
+                {"datasets in memory",
+                 static_cast<double>(train_set.memory_bytes() + test_set.memory_bytes()), "data.train_limit"},
+                {"batches in flight", in_flight * batch_bytes, "data.prefetch"}});
+}
+
+// The name of the signal that stopped a run, for its messages.
+std::string stop_reason(int signal) {
+  if (signal <= 0) return "stopped";
+  const char* name = sigabbrev_np(signal);
+  return name ? fmt::format("interrupted by SIG{}", name) : fmt::format("interrupted by signal {}", signal);
+}
+
+}  // namespace
+
+TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
+  using clock = std::chrono::steady_clock;
+  const auto run_start = clock::now();
+  check_runnable(cfg);
+  set_threads(cfg.train.threads);
+  const fs::path out_dir = cfg.train.output_dir;
+  const RunLock lock(out_dir);  // held until the run ends
 
   // Data first: a missing or corrupt file should fail before anything is written.
   const datasets::DatasetPtr train_set = open_dataset(cfg, datasets::Split::train);
@@ -236,12 +267,19 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
   datasets::DataLoader train_loader = make_loader(cfg, train_set, stats, true);
   datasets::DataLoader test_loader = make_loader(cfg, test_set, stats, false);
 
-  std::unique_ptr<models::ViT> model = build_model(cfg);
+  std::unique_ptr<models::ViT> model = [&] {
+    try {
+      return build_model(cfg);
+    } catch (const DeviceError& e) {
+      throw ConfigError(fmt::format("model: the weights of this model do not fit in memory ({}); make it smaller",
+                                    e.what()));
+    }
+  }();
+  check_run_memory(cfg, *model, *train_set, *test_set);
   std::unique_ptr<optim::Optimizer> opt = make_optimizer(cfg, *model);
   const std::int64_t steps_per_epoch = train_loader.num_batches();
   const optim::LrSchedule schedule = make_schedule(cfg, steps_per_epoch);
 
-  const fs::path out_dir = cfg.train.output_dir;
   check_output_dir(out_dir, 4 * 4 * model->num_parameters() + (1 << 20));
   const fs::path metrics_path = out_dir / kMetricsFile;
 
@@ -254,34 +292,48 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
   info.normalize_std = stats.std;
   TrainState& st = info.state;
 
+  std::string resumed;
   if (opts.resume) {
     const fs::path from = resolve_resume(*opts.resume);
     restore(from, cfg, info, *model, *opt);
     truncate_metrics(metrics_path, st.epoch);
-    fmt::print(opts.out, "resuming from {} at epoch {}, batch {} (step {})\n", from.string(), st.epoch + 1, st.batch,
-               st.global_step);
+    resumed = fmt::format("resuming from {} at epoch {}, batch {} (step {})", from.string(), st.epoch + 1, st.batch,
+                          st.global_step);
   } else {
     std::ofstream(metrics_path, std::ios::trunc);
   }
   std::ofstream(out_dir / kConfigFile, std::ios::trunc)
       << fmt::format("# run on: {}\n", cpu_summary()) << info.config_yaml;
-  fmt::print(opts.out, "cpu: {}\n", cpu_summary());
-  fmt::print(opts.out, "model: ViT, {} parameters; data: {} ({} train / {} test images); {} steps per epoch\n",
-             model->num_parameters(), to_string(cfg.data.dataset), train_set->size(), test_set->size(), steps_per_epoch);
+  // The run's own log: what a closed terminal would otherwise take with it.
+  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> log(
+      std::fopen((out_dir / kLogFile).c_str(), opts.resume ? "a" : "w"), std::fclose);
+  Progress progress(opts.out, opts.live_progress.value_or(Progress::is_terminal(opts.out)), cfg.train.log_interval,
+                    log.get());
+  if (!resumed.empty()) progress.line(resumed);
+  progress.line(fmt::format("cpu: {}", cpu_summary()));
+  progress.line(fmt::format("model: ViT, {} parameters; data: {} ({} train / {} test images); {} steps per epoch",
+                            model->num_parameters(), to_string(cfg.data.dataset), train_set->size(), test_set->size(),
+                            steps_per_epoch));
 
   TrainResult result;
   const Device device = cfg.train.device;
   const std::int64_t epochs = cfg.train.epochs;
-  Progress progress(opts.out, opts.live_progress.value_or(Progress::is_terminal(opts.out)), cfg.train.log_interval);
   const std::vector<Tensor> params = model->parameters();
+  auto stop_signal = [&] { return opts.stop ? opts.stop->load() : 0; };
   auto should_stop = [&] {
-    return (opts.stop && opts.stop->load()) || (opts.stop_at_step && st.global_step >= *opts.stop_at_step);
+    return stop_signal() != 0 || (opts.stop_at_step && st.global_step >= *opts.stop_at_step);
   };
   auto save = [&](const char* file) {
     st.generator = default_generator().state();
     const fs::path path = out_dir / file;
     save_checkpoint(path, *model, opt->state_tensors(), info);
     return path;
+  };
+  auto finish = [&](TrainResult::Status status, std::string message) {
+    result.status = status;
+    result.message = std::move(message);
+    progress.line(result.message);
+    return result;
   };
   model->train();
   const AutocastGuard precision(cfg.train.precision);
@@ -306,14 +358,12 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
       if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
         // Nothing is saved: the last checkpoint on disk is the last good state.
         clear_tape();
-        result.status = TrainResult::Status::diverged;
         const fs::path last = out_dir / kLastCheckpoint;
-        result.message = fmt::format("the {} became {} at epoch {}, step {}; stopping. The last good checkpoint is {}",
-                                     std::isfinite(loss_value) ? "gradient norm" : "loss",
-                                     std::isfinite(loss_value) ? grad_norm : loss_value, st.epoch + 1, st.batch + 1,
-                                     fs::exists(last) ? last.string() : "(none written yet)");
-        progress.line(result.message);
-        return result;
+        return finish(TrainResult::Status::diverged,
+                      fmt::format("the {} became {} at epoch {}, step {}; stopping. The last good checkpoint is {}",
+                                  std::isfinite(loss_value) ? "gradient norm" : "loss",
+                                  std::isfinite(loss_value) ? grad_norm : loss_value, st.epoch + 1, st.batch + 1,
+                                  fs::exists(last) ? last.string() : "(none written yet)"));
       }
       opt->step();
       ++st.global_step;
@@ -323,12 +373,11 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
       st.epoch_samples += b.size();
       progress.step(st.batch, loss_value, lr, b.size());
       if (should_stop() && st.batch < steps_per_epoch) {
-        result.status = TrainResult::Status::interrupted;
         result.last_checkpoint = save(kLastCheckpoint);
-        result.message = fmt::format("interrupted at epoch {}, step {}: wrote {}; continue with --resume {}",
-                                     st.epoch + 1, st.batch, result.last_checkpoint.string(), out_dir.string());
-        progress.line(result.message);
-        return result;
+        return finish(TrainResult::Status::interrupted,
+                      fmt::format("{} at epoch {}, step {}: wrote {}; continue with --resume {}",
+                                  stop_reason(stop_signal()), st.epoch + 1, st.batch, result.last_checkpoint.string(),
+                                  out_dir.string()));
       }
     }
     const double epoch_seconds = std::chrono::duration<double>(clock::now() - epoch_start).count();
@@ -341,7 +390,10 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
                                       format_duration(epoch_seconds), train_loss, 100 * train_acc);
     bool improved = false;
     if (last_epoch || completed % std::max(cfg.train.eval_interval, 1) == 0) {
+      // Training's cached blocks go back first: the memory check counted one phase at a time.
+      cpu_allocator().empty_cache();
       const EvalResult ev = evaluate(*model, test_loader, device);
+      cpu_allocator().empty_cache();
       improved = ev.accuracy > st.best_accuracy;
       if (improved) st.best_accuracy = ev.accuracy;
       result.last_accuracy = ev.accuracy;
@@ -371,15 +423,13 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
     const int every = cfg.train.checkpoint_interval;
     const bool stopping = should_stop() && !last_epoch;
     if (last_epoch || stopping || (every > 0 && completed % every == 0)) result.last_checkpoint = save(kLastCheckpoint);
-    if (stopping) {
-      result.status = TrainResult::Status::interrupted;
-      result.message = fmt::format("interrupted after epoch {}: wrote {}; continue with --resume {}", completed,
-                                   result.last_checkpoint.string(), out_dir.string());
-      progress.line(result.message);
-      return result;
-    }
+    if (stopping)
+      return finish(TrainResult::Status::interrupted,
+                    fmt::format("{} after epoch {}: wrote {}; continue with --resume {}", stop_reason(stop_signal()),
+                                completed, result.last_checkpoint.string(), out_dir.string()));
   }
   result.best_accuracy = st.best_accuracy;
+  progress.line(fmt::format("finished {} epochs: best test accuracy {:.2f}%", epochs, 100 * st.best_accuracy));
   return result;
 }
 

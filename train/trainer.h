@@ -21,8 +21,9 @@ struct TrainOptions {
   std::optional<std::filesystem::path> resume;
   std::FILE* out = stdout;
   std::optional<bool> live_progress;  // default: when `out` is a terminal
-  // Set (e.g. by a SIGINT handler) to stop after the current step with a checkpoint.
-  const std::atomic<bool>* stop = nullptr;
+  // Set to a signal's number (e.g. by a SIGINT handler) to stop after the current step with a
+  // checkpoint; the messages name the signal. Any non-zero value stops.
+  const std::atomic<int>* stop = nullptr;
   // Stop the same way once this many optimizer steps are done in total (time-boxed runs).
   std::optional<std::int64_t> stop_at_step;
 };
@@ -42,6 +43,7 @@ inline constexpr const char* kLastCheckpoint = "last.safetensors";
 inline constexpr const char* kBestCheckpoint = "best.safetensors";
 inline constexpr const char* kMetricsFile = "metrics.jsonl";
 inline constexpr const char* kConfigFile = "config.yaml";
+inline constexpr const char* kLogFile = "train.log";  // the progress lines and how the run ended
 
 TrainResult train(const TrainConfig& cfg, const TrainOptions& opts = {});
 
@@ -56,10 +58,6 @@ EvalResult evaluate(models::ViT& model, datasets::DataLoader& loader, Device dev
 
 // The model a config describes, on its device, seeded by train.seed.
 std::unique_ptr<models::ViT> build_model(const TrainConfig& cfg);
-
-// Rough peak memory of training (parameters, gradients, optimizer moments, activations
-// kept for backward, attention weights), to refuse early what cannot fit.
-std::int64_t estimate_training_bytes(const TrainConfig& cfg);
 
 // Applies train.threads (0: all cores) to OpenMP and oneDNN.
 void set_threads(int threads);

@@ -1,0 +1,89 @@
+#include "train/memory.h"
+
+#include <algorithm>
+#include <numeric>
+
+#include "autograd/allocator.h"
+#include "autograd/random.h"
+#include "autograd/tape.h"
+#include "ops/ops.h"
+
+namespace tessera::train {
+namespace {
+
+// Peak bytes in use while `run` executes, above what was in use before.
+template <class Run>
+double peak_above_now(Run&& run) {
+  CachingAllocator& a = cpu_allocator();
+  const std::size_t before = a.stats().in_use;
+  a.reset_peak();
+  run();
+  return static_cast<double>(a.stats().peak_in_use - before);
+}
+
+std::string bytes_text(double bytes) {
+  return format_bytes(bytes >= 1.8e19 ? UINT64_MAX : static_cast<std::uint64_t>(bytes));
+}
+
+}  // namespace
+
+MemoryProbe probe_memory(nn::UnaryModule& model, const Shape& sample, bool with_training) {
+  const GeneratorState rng = default_generator().state();
+  const bool was_training = model.is_training();
+  MemoryProbe p;
+  p.weights = static_cast<double>(cpu_allocator().stats().in_use);
+  auto images = [&](std::int64_t b) {
+    Shape s{b};
+    s.insert(s.end(), sample.begin(), sample.end());
+    return zeros(s);
+  };
+  auto labels = [&](std::int64_t b) { return zeros({b}, {.dtype = DType::i64}); };
+  double at[2] = {0, 0};
+  if (with_training) {
+    model.train();
+    for (const std::int64_t b : {1, 2}) {
+      model.zero_grad();
+      at[b - 1] = peak_above_now([&] { backward(cross_entropy(model(images(b)), labels(b))); });
+    }
+    model.zero_grad();
+    p.train_per_sample = std::max(at[1] - at[0], 0.0);
+    p.train_fixed = std::max(at[0] - p.train_per_sample, 0.0);
+  }
+  model.eval();
+  for (const std::int64_t b : {1, 2}) {
+    NoGradGuard no_grad;
+    at[b - 1] = peak_above_now([&] { (void)model(images(b)); });
+  }
+  p.eval_per_sample = std::max(at[1] - at[0], 0.0);
+  p.eval_fixed = std::max(at[0] - p.eval_per_sample, 0.0);
+  model.train(was_training);
+  default_generator().set_state(rng);
+  return p;
+}
+
+double memory_budget() {
+  const CachingAllocator& a = cpu_allocator();
+  const std::size_t limit = a.memory_limit();
+  return static_cast<double>(limit > 0 ? limit : available_system_memory() + a.stats().in_use);
+}
+
+void check_memory(std::string_view who, const std::vector<MemoryPart>& parts) {
+  // The probe sees our allocator only: oneDNN's scratch buffers, threads' stacks and the
+  // program itself come on top.
+  constexpr double kMargin = 1.1;
+  const double total = kMargin * std::accumulate(parts.begin(), parts.end(), 0.0,
+                                                 [](double s, const MemoryPart& p) { return s + p.bytes; });
+  const double budget = memory_budget();
+  if (total <= budget) return;
+  const auto largest = std::max_element(parts.begin(), parts.end(),
+                                        [](const MemoryPart& a, const MemoryPart& b) { return a.bytes < b.bytes; });
+  std::string list;
+  for (const MemoryPart& p : parts)
+    if (p.bytes > 0) list += fmt::format("{}{} {}", list.empty() ? "" : ", ", p.what, bytes_text(p.bytes));
+  const std::string message = fmt::format("{} needs about {} ({}), but {} is available", who, bytes_text(total), list,
+                                          bytes_text(budget));
+  throw ConfigError(largest->key.empty() ? message
+                                         : fmt::format("{}: {}; lower {}", largest->key, message, largest->key));
+}
+
+}  // namespace tessera::train
