@@ -63,6 +63,16 @@ void decode_image(std::span<const std::uint8_t> encoded, const ImageShape& shape
     for (int ch = 0; ch < c; ++ch) out[ch * plane + p] = hwc[p * c + ch];
 }
 
+std::vector<std::uint8_t> read_image_file(const fs::path& path) {
+  detail::InputFile in(path, detail::InputFile::Content::raw);
+  TESSERA_CHECK(in.file_size() <= static_cast<std::uint64_t>(kMaxImageFileBytes), DataError,
+                "{}: {} bytes is larger than the {} bytes an image file may have", path.string(),
+                in.file_size(), kMaxImageFileBytes);
+  std::vector<std::uint8_t> bytes(in.file_size());
+  bytes.resize(in.read(bytes));  // a file that shrank since it was opened gives what it has
+  return bytes;
+}
+
 ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions options,
                                        std::string name)
     : name_(name.empty() ? fmt::format("image_folder:{}", root.string()) : std::move(name)),
@@ -95,7 +105,11 @@ ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions 
           if (it->is_directory()) it.disable_recursion_pending();
           continue;
         }
-        if (it->is_regular_file() && is_image_file(it->path())) found.push_back(it->path());
+        if (it->is_directory() || !is_image_file(it->path())) continue;
+        // An image name on a FIFO or a device would block or never end the read that meets it.
+        TESSERA_CHECK(it->is_regular_file(), IoError, "{}: cannot read the image: {}", it->path().string(),
+                      detail::not_a_regular_file(it->path()));
+        found.push_back(it->path());
       }
       TESSERA_CHECK(!found.empty(), DataError,
                     "{}: class folder has no images (.png, .jpg, .jpeg, .bmp)", dir.string());
@@ -122,10 +136,10 @@ ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions 
     detail::parallel_chunks(n, 16, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t i = begin; i < end; ++i) {
         const auto k = static_cast<std::size_t>(i);
-        const detail::FileContent f = detail::read_file(files_[k]);
-        decode_image(f.bytes, shape_, std::span(pixels_).subspan(k * numel, numel), files_[k].string());
-        bytes[k] = f.bytes.size();
-        checks[k] = detail::crc32(f.bytes);
+        const std::vector<std::uint8_t> encoded = read_image_file(files_[k]);
+        decode_image(encoded, shape_, std::span(pixels_).subspan(k * numel, numel), files_[k].string());
+        bytes[k] = encoded.size();
+        checks[k] = detail::crc32(encoded);
       }
     });
   } else {
@@ -158,8 +172,7 @@ void ImageFolderDataset::read_image_at(std::int64_t i, std::span<std::uint8_t> o
     std::copy_n(pixels_.begin() + static_cast<std::ptrdiff_t>(k * out.size()), out.size(), out.begin());
     return;
   }
-  const detail::FileContent f = detail::read_file(files_[k]);
-  decode_image(f.bytes, shape_, out, files_[k].string());
+  decode_image(read_image_file(files_[k]), shape_, out, files_[k].string());
 }
 
 }  // namespace tessera::datasets

@@ -21,9 +21,10 @@ struct ImageFolderOptions {
 
 class ImageFolderDataset final : public Dataset {
  public:
-  // IoError when root is not a directory; DataError naming the folder when there are no
-  // class folders or a class folder holds no images, and naming the file when one cannot
-  // be decoded (when preloading; otherwise on the read that meets it).
+  // IoError when root is not a directory or an image's name is not a regular file (a FIFO,
+  // a device, a dangling link); DataError naming the folder when there are no class folders
+  // or a class folder holds no images, and naming the file when one cannot be decoded (when
+  // preloading; otherwise on the read that meets it).
   ImageFolderDataset(const std::filesystem::path& root, ImageFolderOptions options,
                      std::string name = "");
 
@@ -55,6 +56,15 @@ class ImageFolderDataset final : public Dataset {
 
 // Images are refused above this many pixels (32 Mi: e.g. 8192x4096), before decoding.
 inline constexpr std::int64_t kMaxImagePixels = std::int64_t{1} << 25;
+
+// An encoded image is refused above this many bytes, before it is read: more than any
+// image within kMaxImagePixels needs, even stored uncompressed with alpha.
+inline constexpr std::int64_t kMaxImageFileBytes = std::int64_t{1} << 28;
+
+// The bytes of an encoded image file, read as they are (images are compressed formats of
+// their own, never gzipped). IoError naming the path when it is not a regular file or cannot
+// be read, DataError when it is larger than kMaxImageFileBytes.
+std::vector<std::uint8_t> read_image_file(const std::filesystem::path& path);
 
 // Decodes an encoded image (PNG, JPEG, BMP, ...) to `shape` (channels 1 or 3, resized as
 // needed) in (C, H, W) order. `what` names the source in the DataError for undecodable

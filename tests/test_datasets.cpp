@@ -11,6 +11,8 @@
 #include <set>
 #include <thread>
 
+#include <sys/stat.h>
+
 #include "datasets/datasets.h"
 #include "support/test_support.h"
 
@@ -39,6 +41,15 @@ void write_file(const fs::path& path, const Bytes& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   BOOST_TEST_REQUIRE(out.good(), "cannot write " << path);
+}
+
+// A file of `size` bytes that starts with `head` and is a hole after it: as large as a
+// test needs, taking no disk space. False where the file system cannot hold that size.
+bool write_sparse_file(const fs::path& path, const Bytes& head, std::uintmax_t size) {
+  write_file(path, head);
+  std::error_code ec;
+  fs::resize_file(path, size, ec);
+  return !ec;
 }
 
 void put_be32(Bytes& b, std::uint32_t v) {
@@ -299,6 +310,54 @@ BOOST_AUTO_TEST_CASE(every_corruption_is_a_data_error_naming_the_file) {
   check_error<IoError>([&] { read_idx_labels(dir.path()); }, {"not a regular file"});
 }
 
+BOOST_AUTO_TEST_CASE(a_gzip_bomb_behind_a_valid_header_is_trailing_data_read_no_further) {
+  test::TempDir dir("idx_bomb");
+  // A valid file, then 1 MiB of zeros, and a broken CRC in the gzip trailer: a reader that
+  // decompressed the whole stream would meet the bad CRC (and, for a real bomb, gigabytes);
+  // one that stops a little past the promised end reports trailing data.
+  Bytes content = idx_images(3, 2, 3, kPixels);
+  content.resize(content.size() + (1 << 20), 0);
+  Bytes bomb = gzip(content);
+  bomb[bomb.size() - 8] ^= 0xff;
+  BOOST_TEST(bomb.size() < 64u << 10);
+  write_file(dir / "bomb-idx3-ubyte.gz", bomb);
+  check_error<DataError>([&] { read_idx_images(dir / "bomb-idx3-ubyte.gz"); },
+                         {"bomb-idx3-ubyte.gz: trailing data: header says 3 images of 2x3 (34 bytes), "
+                          "decompressed size is at least"});
+  // A few bytes past the end are still counted exactly, and a sound trailer is checked.
+  Bytes few = idx_images(3, 2, 3, kPixels);
+  few.push_back(1);
+  write_file(dir / "few.gz", gzip(few));
+  check_error<DataError>([&] { read_idx_images(dir / "few.gz"); }, {"decompressed size is 35 bytes (1 extra)"});
+  Bytes bad_crc = gzip(idx_images(3, 2, 3, kPixels));
+  bad_crc[bad_crc.size() - 8] ^= 0xff;
+  write_file(dir / "bad-crc.gz", bad_crc);
+  check_error<DataError>([&] { read_idx_images(dir / "bad-crc.gz"); }, {"bad-crc.gz", "corrupt gzip"});
+}
+
+BOOST_AUTO_TEST_CASE(a_gzip_file_too_small_for_its_header_is_truncated_before_reading) {
+  test::TempDir dir("idx_gz_small");
+  // Deflate expands a byte into at most about 1032: these ~100 bytes cannot hold 47 MB.
+  write_file(dir / "small.gz", gzip(idx_images(60000, 28, 28, Bytes(100, 0))));
+  check_error<DataError>([&] { read_idx_images(dir / "small.gz"); },
+                         {"small.gz: truncated: header says 60000 images of 28x28 (47040016 bytes), but",
+                          "bytes of gzip decompress to at most"});
+}
+
+BOOST_AUTO_TEST_CASE(a_file_larger_than_the_memory_available_is_refused_before_reading) {
+  test::TempDir dir("idx_memory");
+  // 2^21 images of 2048x2048: 8 TiB, in a file that is almost all hole.
+  const fs::path path = dir / "huge-idx3-ubyte";
+  if (!write_sparse_file(path, idx_images(1u << 21, 2048, 2048, {}), 16 + (std::uintmax_t{1} << 43))) {
+    BOOST_TEST_MESSAGE("the file system holds no 8 TiB sparse file: skipped");
+    return;
+  }
+  check_error<DataError>([&] { read_idx_images(path); },
+                         {"huge-idx3-ubyte: header says 2097152 images of 2048x2048 (8796093022224 bytes): "
+                          "needs 8192.0 GiB of memory, but only",
+                          "is available"});
+}
+
 BOOST_AUTO_TEST_CASE(real_fashion_mnist_and_mnist_load_when_present) {
   const fs::path fashion = "/usr/share/datasets/fashion-mnist";
   if (fs::exists(fashion / "train-images-idx3-ubyte.gz")) {
@@ -388,6 +447,42 @@ BOOST_AUTO_TEST_CASE(bad_batches_are_errors_naming_the_file) {
                        {"no CIFAR-10 train batches", "cifar-10-batches-bin"});
 }
 
+BOOST_AUTO_TEST_CASE(batches_read_in_pieces_keep_the_fingerprint_of_the_whole_file) {
+  test::TempDir dir("cifar_pieces");
+  // 1500 records: more than one read's worth, so the CRC and the records span reads.
+  Bytes content;
+  for (int r = 0; r < 1500; ++r) {
+    content.push_back(static_cast<std::uint8_t>(r % 10));
+    for (int p = 0; p < 3072; ++p) content.push_back(static_cast<std::uint8_t>((r + p) % 251));
+  }
+  write_file(dir / "raw" / "test_batch.bin", content);
+  write_file(dir / "gz" / "test_batch.bin", gzip(content));
+  const auto raw = load_cifar10(dir / "raw", Split::test);
+  const auto gz = load_cifar10(dir / "gz", Split::test);
+  BOOST_TEST(raw->size() == 1500);
+  BOOST_TEST(raw->label(1234) == 4);
+  BOOST_TEST(raw->image(1400)[5] == (1400 + 5) % 251);
+  BOOST_TEST_REQUIRE(raw->fingerprint().entries.size() == 1u);
+  const FingerprintEntry entry = raw->fingerprint().entries[0];
+  BOOST_TEST(entry.bytes == content.size());
+  BOOST_TEST(entry.digest == fmt::format("crc32:{:08x}", reference_crc32(content)));
+  BOOST_TEST((gz->fingerprint() == raw->fingerprint()));
+  BOOST_TEST((gz->image(1400) == raw->image(1400)));
+}
+
+BOOST_AUTO_TEST_CASE(a_batch_larger_than_the_memory_available_is_refused_before_reading) {
+  test::TempDir dir("cifar_memory");
+  // 2^31 records (6 TiB), almost all hole.
+  const std::uintmax_t records = std::uintmax_t{1} << 31;
+  if (!write_sparse_file(dir / "test_batch.bin", cifar_records({3}), records * kCifarRecordBytes)) {
+    BOOST_TEST_MESSAGE("the file system holds no 6 TiB sparse file: skipped");
+    return;
+  }
+  check_error<DataError>([&] { load_cifar10(dir.path(), Split::test); },
+                         {"cifar10/test: 2147483648 CIFAR-10 records in", "test_batch.bin",
+                          "needs 6152.0 GiB of memory, but only"});
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // ==================================================================== image folders
@@ -425,6 +520,14 @@ void make_folder(const fs::path& root) {
   write_file(root / ".hidden" / "x.png", {1, 2, 3});
   write_file(root / "cat" / "._a.png", {1, 2, 3});
   write_file(root / "dog" / ".cache" / "y.png", {1, 2, 3});
+}
+
+// A 4x4 RGB PNG of one colour, told apart by `seed`.
+void write_tiny_png(const fs::path& path, int seed) {
+  const auto v = static_cast<std::uint8_t>(seed * 23 % 256);
+  write_png(path, 4, 4, 3, rgb(4, 4, [&](int x, int y) {
+              return std::array<std::uint8_t, 3>{v, static_cast<std::uint8_t>(x * 60), static_cast<std::uint8_t>(y * 60)};
+            }));
 }
 
 }  // namespace
@@ -517,6 +620,45 @@ BOOST_AUTO_TEST_CASE(bad_folders_and_files_are_errors) {
   check_error<ConfigError>([&] { ImageFolderDataset(none.path(), {.channels = 2, .height = 4, .width = 4}); },
                            {"channels must be 1 or 3"});
   check_error<ConfigError>([&] { ImageFolderDataset(none.path(), {}); }, {"height and width"});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ==================================================================== untrusted files
+
+BOOST_AUTO_TEST_SUITE(file_types)
+
+BOOST_AUTO_TEST_CASE(fifos_devices_directories_and_dangling_links_are_refused_by_name) {
+  test::TempDir dir("file_types");
+  // A FIFO: a read would wait for a writer forever.
+  const fs::path fifo = dir / "train-images-idx3-ubyte";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  write_file(dir / "train-labels-idx1-ubyte", idx_labels(kLabels));
+  check_error<IoError>([&] { load_mnist(dir.path(), Split::train); },
+                       {fifo.string() + ": cannot open: a FIFO (named pipe), not a regular file"});
+  // A device where a file is expected, through a link named like an IDX file: never ends.
+  fs::create_symlink("/dev/zero", dir / "t10k-images-idx3-ubyte");
+  write_file(dir / "t10k-labels-idx1-ubyte", idx_labels(kLabels));
+  check_error<IoError>([&] { load_fashion_mnist(dir.path(), Split::test); },
+                       {"t10k-images-idx3-ubyte: cannot open: a character device (a symbolic link to "
+                        "/dev/zero), not a regular file"});
+  fs::create_directory(dir / "a-directory");
+  check_error<IoError>([&] { read_idx_labels(dir / "a-directory"); },
+                       {"a-directory: cannot open: a directory, not a regular file"});
+  fs::create_symlink(dir / "nowhere", dir / "dangling");
+  check_error<IoError>([&] { read_idx_labels(dir / "dangling"); },
+                       {"dangling: cannot open: a dangling symbolic link to", "nowhere"});
+  fs::create_directories(dir / "cifar");
+  fs::create_symlink("/dev/urandom", dir / "cifar" / "test_batch.bin");
+  check_error<IoError>([&] { load_cifar10(dir / "cifar", Split::test); },
+                       {"test_batch.bin: cannot open: a character device"});
+  // An image folder names such an entry when it is listed, preloading or not.
+  write_tiny_png(dir / "images" / "cat" / "a.png", 1);
+  BOOST_TEST_REQUIRE(::mkfifo((dir / "images" / "cat" / "b.png").c_str(), 0600) == 0);
+  for (bool preload : {true, false})
+    check_error<IoError>([&] { ImageFolderDataset(dir / "images", {.height = 4, .width = 4, .preload = preload}); },
+                         {"b.png: cannot read the image: a FIFO (named pipe), not a regular file"});
+  check_error<IoError>([&] { read_image_file("/dev/zero"); }, {"/dev/zero: cannot open: a character device"});
 }
 
 BOOST_AUTO_TEST_SUITE_END()
