@@ -622,6 +622,66 @@ BOOST_AUTO_TEST_CASE(bad_folders_and_files_are_errors) {
   check_error<ConfigError>([&] { ImageFolderDataset(none.path(), {}); }, {"height and width"});
 }
 
+BOOST_AUTO_TEST_CASE(a_limit_decodes_only_the_first_images) {
+  test::TempDir dir("imgf_limit");
+  const fs::path root = dir / "train";
+  for (int i = 0; i < 3; ++i) write_tiny_png(root / "cat" / fmt::format("{}.png", i), i);
+  for (int i = 0; i < 2; ++i) write_tiny_png(root / "dog" / fmt::format("{}.png", i), 10 + i);
+  write_file(root / "dog" / "z_broken.jpg", {0xff, 0xd8, 0x00, 0x11});  // the last file
+  check_error<DataError>([&] { ImageFolderDataset(root, {.height = 4, .width = 4}); }, {"z_broken.jpg"});
+  const ImageFolderDataset all(root, {.height = 4, .width = 4, .preload = false});
+  // The first 4 samples, as without a limit (every cat, then the first dog); the broken file
+  // past them is never read.
+  const ImageFolderDataset first(root, {.height = 4, .width = 4, .limit = 4});
+  BOOST_TEST(first.size() == 4);
+  BOOST_TEST(first.preloaded());
+  BOOST_TEST(first.memory_bytes() == 4 * 48);
+  BOOST_TEST((first.class_names() == std::vector<std::string>{"cat", "dog"}));
+  for (std::int64_t i = 0; i < 4; ++i) {
+    BOOST_TEST(first.label(i) == all.label(i));
+    BOOST_TEST((first.image(i) == all.image(i)));
+  }
+  BOOST_TEST(first.label(3) == 1);
+  const DatasetPtr made = make_dataset("image_folder", dir.path(), Split::train,
+                                       {.image_shape = ImageShape{3, 4, 4}, .limit = 4});
+  BOOST_TEST(made->size() == 4);
+  check_error<ConfigError>([&] { make_dataset("image_folder", dir.path(), Split::train,
+                                              {.image_shape = ImageShape{3, 4, 4}, .limit = -1}); },
+                           {"limit", "-1"});
+}
+
+BOOST_AUTO_TEST_CASE(pixels_over_the_preload_budget_are_decoded_on_each_read) {
+  test::TempDir dir("imgf_budget");
+  for (int i = 0; i < 6; ++i) write_tiny_png(dir / (i % 2 ? "dog" : "cat") / fmt::format("{}.png", i), i);
+  write_file(dir / "dog" / "z_broken.jpg", {0xff, 0xd8, 0x00, 0x11});
+  const auto lazy = std::make_shared<ImageFolderDataset>(
+      dir.path(), ImageFolderOptions{.height = 4, .width = 4, .preload_budget = 100});  // 7 x 48 bytes do not fit
+  BOOST_TEST(!lazy->preloaded());
+  BOOST_TEST(lazy->memory_bytes() == 0);
+  check_error<DataError>([&] { lazy->image(6); }, {"z_broken.jpg", "cannot decode"});
+  fs::remove(dir / "dog" / "z_broken.jpg");
+  const auto eager = std::make_shared<ImageFolderDataset>(dir.path(), ImageFolderOptions{.height = 4, .width = 4});
+  const auto lazy_now = std::make_shared<ImageFolderDataset>(
+      dir.path(), ImageFolderOptions{.height = 4, .width = 4, .preload_budget = 100});
+  BOOST_TEST(eager->preloaded());
+  BOOST_TEST(eager->memory_bytes() == 6 * 48);
+  // The fingerprint does not depend on the memory free: both read every file's content.
+  BOOST_TEST((lazy_now->fingerprint() == eager->fingerprint()));
+  // The loader's workers decode concurrently; the batches are those of the preloaded folder.
+  auto batches = [](DatasetPtr d) {
+    DataLoader loader(std::move(d), {.batch_size = 2, .shuffle = true, .seed = 5, .prefetch = 4, .workers = 4});
+    return collect(loader);
+  };
+  BOOST_TEST(same_batches(batches(lazy_now), batches(eager)));
+
+  // The case from the issue: tiny files at a large model size. 90 images of 3x2048x2048 are
+  // 1.1 GiB decoded, over the default budget: nothing is decoded up front.
+  for (int i = 0; i < 90; ++i) write_tiny_png(dir / "big" / "c" / fmt::format("{:02}.png", i), i);
+  const ImageFolderDataset big(dir / "big", {.height = 2048, .width = 2048});
+  BOOST_TEST(!big.preloaded());
+  BOOST_TEST(big.memory_bytes() == 0);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // ==================================================================== untrusted files
@@ -749,6 +809,18 @@ BOOST_AUTO_TEST_CASE(factory_builds_by_name_and_rejects_unknown_ones) {
   BOOST_TEST(val->size() == 3);
   check_error<IoError>([&] { make_dataset("image_folder", dir.path(), Split::train, {.image_shape = ImageShape{1, 4, 4}}); },
                        {"no train folder"});
+}
+
+BOOST_AUTO_TEST_CASE(memory_bytes_counts_what_each_dataset_holds) {
+  const auto tiny = tiny_dataset(5);  // 5 images of (1,2,2) and 5 int32 labels
+  BOOST_TEST(tiny->memory_bytes() == 5 * 4 + 5 * 4);
+  BOOST_TEST(SubsetDataset(tiny, 2).memory_bytes() == tiny->memory_bytes());
+  test::TempDir dir("memory_bytes");
+  write_file(dir / "imgs", idx_images(3, 2, 3, kPixels));
+  write_file(dir / "lbls", idx_labels(kLabels));
+  BOOST_TEST(load_idx(dir / "imgs", dir / "lbls", 10, "t")->memory_bytes() == 34 + 3 * 4);  // header kept
+  const SyntheticDataset syn({.size = 1000, .num_classes = 4, .shape = {2, 5, 3}});
+  BOOST_TEST(syn.memory_bytes() == 4 * 30);  // the class patterns only
 }
 
 BOOST_AUTO_TEST_CASE(fingerprints_round_trip_and_report_changed_files) {

@@ -7,8 +7,9 @@
 
 namespace tessera::train {
 
-// The dataset of one split as the config describes it (limits applied), checked to
-// produce the model's input shape. ConfigError naming the keys when they disagree.
+// The dataset of one split as the config describes it (limits applied before anything is
+// decoded), checked to produce the model's input shape. ConfigError naming the keys when
+// they disagree.
 datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split);
 
 // The normalisation the config asks for: the dataset's standard statistics (MNIST,
