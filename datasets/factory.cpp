@@ -28,6 +28,15 @@ DatasetPtr check_shape(DatasetPtr d, const DatasetOptions& o) {
   return d;
 }
 
+// A dataset of fixed classes is checked after loading: its class list is part of what it is.
+DatasetPtr check_classes(DatasetPtr d, const DatasetOptions& o) {
+  TESSERA_CHECK(o.classes.empty() || o.classes == d->class_names(), DataError,
+                "make_dataset: {} has the classes ({}) but the classes ({}) were given (the training "
+                "split's); labels would not mean the same classes",
+                d->name(), fmt::join(d->class_names(), ", "), fmt::join(o.classes, ", "));
+  return d;
+}
+
 DatasetPtr first_samples(DatasetPtr d, std::int64_t limit) {
   if (limit > 0 && limit < d->size()) return std::make_shared<SubsetDataset>(std::move(d), limit);
   return d;
@@ -44,7 +53,7 @@ DatasetPtr make_dataset(std::string_view name, const std::filesystem::path& root
   namespace fs = std::filesystem;
   const std::string key = canonical(name);
   TESSERA_CHECK(o.limit >= 0, ConfigError, "make_dataset: the limit must not be negative, got {}", o.limit);
-  auto fixed = [&](DatasetPtr d) { return first_samples(check_shape(std::move(d), o), o.limit); };
+  auto fixed = [&](DatasetPtr d) { return first_samples(check_classes(check_shape(std::move(d), o), o), o.limit); };
   if (key == "mnist") return fixed(load_mnist(root, split));
   if (key == "fashionmnist") return fixed(load_fashion_mnist(root, split));
   if (key == "cifar10") return fixed(load_cifar10(root, split));
@@ -60,7 +69,8 @@ DatasetPtr make_dataset(std::string_view name, const std::filesystem::path& root
                                                                        .height = o.image_shape->height,
                                                                        .width = o.image_shape->width,
                                                                        .preload = o.preload,
-                                                                       .limit = o.limit},
+                                                                       .limit = o.limit,
+                                                                       .classes = o.classes},
                                                     fmt::format("image_folder/{}", split_name(split)));
     throw IoError(fmt::format("{}: no {} folder for the {} split", root.string(),
                               fmt::join(tried, " or "), split_name(split)));

@@ -19,6 +19,11 @@ struct DatasetOptions {
   // The first `limit` samples only (train_limit / test_limit); 0: all. An image folder
   // never reads the files past it.
   std::int64_t limit = 0;
+  // Empty: the dataset's own classes. Otherwise the classes labels must follow, the training
+  // split's for a test split: an image folder maps its class folders to them by name
+  // (DataError for a folder not among them); a dataset of fixed classes (MNIST,
+  // Fashion-MNIST, CIFAR-10, synthetic) must have exactly these (DataError otherwise).
+  std::vector<std::string> classes = {};
 
   // synthetic only
   std::int64_t size = 0;  // 0: 10000 for train, 2000 for test

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <stb/stb_image.h>
 #include <stb/stb_image_resize.h>
 
@@ -93,13 +94,22 @@ ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions 
   };
   std::vector<ClassFiles> spans;  // per class in classes_
   try {
+    std::vector<std::string> folders;
     for (const auto& entry : fs::directory_iterator(root))
-      if (entry.is_directory() && !hidden(entry.path())) classes_.push_back(entry.path().filename().string());
-    std::sort(classes_.begin(), classes_.end());
-    TESSERA_CHECK(!classes_.empty(), DataError,
+      if (entry.is_directory() && !hidden(entry.path())) folders.push_back(entry.path().filename().string());
+    std::sort(folders.begin(), folders.end());
+    TESSERA_CHECK(!folders.empty(), DataError,
                   "{}: no class folders (expected one subfolder of images per class)", root.string());
+    classes_ = options.classes.empty() ? folders : options.classes;
+    // Labels are indices into classes_: a folder outside the list would have no label that
+    // means the same class as in the training split.
+    for (const std::string& folder : folders)
+      TESSERA_CHECK(std::find(classes_.begin(), classes_.end(), folder) != classes_.end(), DataError,
+                    "{}: class folder '{}' is not one of the training split's classes ({})",
+                    (root / folder).string(), folder, fmt::join(classes_, ", "));
     spans.resize(classes_.size());
     for (std::size_t c = 0; c < classes_.size(); ++c) {
+      if (!std::binary_search(folders.begin(), folders.end(), classes_[c])) continue;
       const fs::path dir = root / classes_[c];
       std::vector<fs::path> found;
       for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
@@ -167,7 +177,7 @@ ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions 
     }
   }
   for (std::size_t c = 0; c < classes_.size(); ++c) {
-    if (spans[c].count == 0) continue;  // past the limit
+    if (spans[c].count == 0) continue;  // no folder in this split, or past the limit
     std::uint64_t total = 0;
     std::uint32_t crc = 0;
     for (std::size_t k = spans[c].first; k < spans[c].first + spans[c].count; ++k) {

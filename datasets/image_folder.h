@@ -22,6 +22,10 @@ struct ImageFolderOptions {
   // Only the first `limit` images (class by class, files sorted within a class) are part of
   // the dataset, and only they are ever read; 0: all.
   std::int64_t limit = 0;
+  // Empty: the classes are the subfolders, sorted by name. Otherwise the class list labels
+  // follow (the training split's, for a test split): every subfolder must be one of them,
+  // and some of them may have no subfolder here.
+  std::vector<std::string> classes = {};
   // Decoded pixels are preloaded only up to this many bytes, and a quarter of the memory
   // available: images decoded at a large model size can take far more memory than files.
   std::int64_t preload_budget = std::int64_t{1} << 30;
@@ -30,9 +34,9 @@ struct ImageFolderOptions {
 class ImageFolderDataset final : public Dataset {
  public:
   // IoError when root is not a directory or an image's name is not a regular file (a FIFO,
-  // a device, a dangling link); DataError naming the folder when there are no class folders
-  // or a class folder holds no images, and naming the file when one cannot be decoded (when
-  // preloading; otherwise on the read that meets it).
+  // a device, a dangling link); DataError naming the folder when there are no class folders,
+  // a class folder holds no images or is not among options.classes, and naming the file when
+  // one cannot be decoded (when preloading; otherwise on the read that meets it).
   ImageFolderDataset(const std::filesystem::path& root, ImageFolderOptions options,
                      std::string name = "");
 

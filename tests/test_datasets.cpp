@@ -15,6 +15,7 @@
 
 #include "datasets/datasets.h"
 #include "support/test_support.h"
+#include "train/data.h"
 
 // The test writes PNG/BMP/JPEG files and gzip data with stb_image_write's own encoder
 // (compiled in here, privately), independent of the zlib and stb_image the library reads with.
@@ -682,6 +683,27 @@ BOOST_AUTO_TEST_CASE(pixels_over_the_preload_budget_are_decoded_on_each_read) {
   BOOST_TEST(big.memory_bytes() == 0);
 }
 
+BOOST_AUTO_TEST_CASE(a_test_split_follows_the_training_classes_by_name) {
+  test::TempDir dir("imgf_classes");
+  for (const char* c : {"cat", "dog", "zebra"}) write_tiny_png(dir / "train" / c / "0.png", 1);
+  for (const char* c : {"cat", "zebra"}) write_tiny_png(dir / "test" / c / "0.png", 2);
+  const ImageShape shape{3, 4, 4};
+  const DatasetPtr train = make_dataset("image_folder", dir.path(), Split::train, {.image_shape = shape});
+  const DatasetPtr test = make_dataset("image_folder", dir.path(), Split::test,
+                                       {.image_shape = shape, .classes = train->class_names()});
+  BOOST_TEST((test->class_names() == std::vector<std::string>{"cat", "dog", "zebra"}));
+  BOOST_TEST(test->num_classes() == 3);
+  BOOST_TEST(test->size() == 2);
+  BOOST_TEST(test->label(0) == 0);
+  BOOST_TEST(test->label(1) == 2);  // zebra, as in training (numbered alone it would be 1)
+  BOOST_TEST(test->fingerprint().entries.size() == 2u);
+  // A test class the training split does not have has no label to map to.
+  write_tiny_png(dir / "test" / "horse" / "0.png", 3);
+  check_error<DataError>([&] { make_dataset("image_folder", dir.path(), Split::test,
+                                            {.image_shape = shape, .classes = train->class_names()}); },
+                         {(dir / "test" / "horse").string(), "'horse'", "(cat, dog, zebra)"});
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // ==================================================================== untrusted files
@@ -821,6 +843,43 @@ BOOST_AUTO_TEST_CASE(memory_bytes_counts_what_each_dataset_holds) {
   BOOST_TEST(load_idx(dir / "imgs", dir / "lbls", 10, "t")->memory_bytes() == 34 + 3 * 4);  // header kept
   const SyntheticDataset syn({.size = 1000, .num_classes = 4, .shape = {2, 5, 3}});
   BOOST_TEST(syn.memory_bytes() == 4 * 30);  // the class patterns only
+}
+
+BOOST_AUTO_TEST_CASE(fixed_class_datasets_refuse_another_class_list) {
+  test::TempDir dir("fixed_classes");
+  write_file(dir / "train-images-idx3-ubyte", idx_images(3, 2, 3, kPixels));
+  write_file(dir / "train-labels-idx1-ubyte", idx_labels(kLabels));
+  const std::vector<std::string> digits{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+  BOOST_TEST(make_dataset("mnist", dir.path(), Split::train, {.classes = digits})->size() == 3);
+  check_error<DataError>([&] { make_dataset("fashion_mnist", dir.path(), Split::train, {.classes = digits}); },
+                         {"fashion_mnist/train", "(T-shirt/top, Trouser", "(0, 1, 2, 3"});
+  write_file(dir / "test_batch.bin", cifar10::cifar_records({1}));
+  check_error<DataError>([&] { make_dataset("cifar10", dir.path(), Split::test, {.classes = digits}); },
+                         {"cifar10/test", "airplane"});
+  BOOST_TEST(make_dataset("synthetic", "", Split::test, {.classes = {"0", "1", "2"}, .size = 9, .num_classes = 3})
+                 ->num_classes() == 3);
+  check_error<DataError>([&] { make_dataset("synthetic", "", Split::test, {.classes = {"0", "1"}, .size = 9, .num_classes = 3}); },
+                         {"synthetic/test", "(0, 1, 2)", "(0, 1)"});
+}
+
+BOOST_AUTO_TEST_CASE(open_dataset_limits_before_decoding_and_follows_the_training_classes) {
+  test::TempDir dir("open_dataset");
+  write_tiny_png(dir / "train" / "cat" / "0.png", 1);
+  write_tiny_png(dir / "train" / "cat" / "1.png", 2);
+  write_tiny_png(dir / "train" / "dog" / "0.png", 3);
+  write_file(dir / "train" / "zebra" / "0.jpg", {0xff, 0xd8, 0x00, 0x11});  // past train_limit: never read
+  write_tiny_png(dir / "test" / "cat" / "0.png", 4);
+  write_tiny_png(dir / "test" / "zebra" / "0.png", 5);
+  const tessera::train::TrainConfig cfg = tessera::train::load_config_string(fmt::format(R"(
+model: {{image_size: 4, patch_size: 2, channels: 3, num_classes: 3, dim: 8, depth: 1, heads: 1, mlp_dim: 8}}
+data: {{dataset: image_folder, root: "{}", train_limit: 3, normalize: none}}
+)", dir.path().string()), "folder.yaml");
+  const DatasetPtr train = tessera::train::open_dataset(cfg, Split::train);
+  BOOST_TEST(train->size() == 3);
+  BOOST_TEST((train->class_names() == std::vector<std::string>{"cat", "dog", "zebra"}));
+  const DatasetPtr test = tessera::train::open_dataset(cfg, Split::test, train->class_names());
+  BOOST_TEST(test->label(1) == 2);
+  BOOST_TEST(tessera::train::open_dataset(cfg, Split::test)->label(1) == 1);  // its own numbering
 }
 
 BOOST_AUTO_TEST_CASE(fingerprints_round_trip_and_report_changed_files) {

@@ -2,11 +2,13 @@
 
 namespace tessera::train {
 
-datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split) {
+datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split,
+                                  const std::vector<std::string>& classes) {
   const ModelConfig& m = cfg.model;
   const datasets::ImageShape want{m.channels, m.image_size[0], m.image_size[1]};
   datasets::DatasetOptions opts;
   opts.limit = split == datasets::Split::train ? cfg.data.train_limit : cfg.data.test_limit;
+  opts.classes = classes;
   const bool generated = cfg.data.dataset == Dataset::synthetic;
   if (cfg.data.dataset == Dataset::image_folder || generated) opts.image_shape = want;
   if (generated) {
