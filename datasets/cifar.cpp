@@ -34,7 +34,11 @@ FingerprintEntry read_batch(detail::InputFile& in, std::vector<std::uint8_t>& pi
                             std::vector<std::int32_t>& labels) {
   const std::string file = in.path().string();
   const std::int64_t budget = in.gzipped() ? detail::available_memory_bytes() : 0;
-  std::vector<std::uint8_t> chunk(kRecordsPerRead * kCifarRecordBytes);
+  // Whole records per read; fewer for a small file (a fuzzer reads many), still more than
+  // it can hold, so that its one read comes back short.
+  const std::uint64_t most = in.gzipped() ? in.file_size() * detail::kMaxDeflateRatio : in.file_size();
+  const std::uint64_t records_per_read = std::min<std::uint64_t>(kRecordsPerRead, most / kCifarRecordBytes + 1);
+  std::vector<std::uint8_t> chunk(records_per_read * kCifarRecordBytes);
   std::uint32_t crc = 0;
   std::size_t index = 0;  // record index within this file
   while (true) {

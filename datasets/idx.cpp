@@ -100,7 +100,8 @@ std::vector<std::uint8_t> read_promised(detail::InputFile& in, std::vector<std::
     TESSERA_CHECK(at + got == content.size(), DataError, "{}: truncated: header says {} ({} bytes), {}",
                   file, header_says, need, actual_size(in));
   }
-  std::vector<std::uint8_t> probe(kTrailingProbe);
+  const std::uint64_t most = in.gzipped() ? in.file_size() * detail::kMaxDeflateRatio : in.file_size();
+  std::vector<std::uint8_t> probe(std::min<std::uint64_t>(kTrailingProbe, most - std::min<std::uint64_t>(most, total) + 1));
   const std::size_t extra = in.read(probe);
   if (extra > 0) {
     // Below the probe's size the whole rest has been read and its size is exact.
