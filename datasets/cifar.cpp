@@ -9,37 +9,88 @@
 
 namespace tessera::datasets {
 
+namespace {
+
+constexpr std::size_t kImageBytes = kCifarRecordBytes - 1;
+constexpr std::size_t kRecordsPerRead = 1024;  // 3 MiB at a time
+
+// DataError unless `size` (the file's, or its decompressed content's) is whole records.
+void check_whole_records(const std::filesystem::path& path, std::uint64_t size) {
+  TESSERA_CHECK(size > 0 && size % kCifarRecordBytes == 0, DataError,
+                "{}: {} bytes is not a positive multiple of the {}-byte CIFAR-10 record "
+                "(1 label byte + 3x32x32 pixels){}",
+                path.string(), size, kCifarRecordBytes,
+                size > kCifarRecordBytes
+                    ? fmt::format(": {} whole records and {} bytes left over", size / kCifarRecordBytes,
+                                  size % kCifarRecordBytes)
+                    : "");
+}
+
+// Appends one batch's records, read a few at a time (no copy of the whole file in memory),
+// and returns its fingerprint entry: the CRC-32 of the content, as if it were read whole.
+// A gzip batch's size is known only at its end, so it is refused once it decompresses to
+// more than the memory available when it was opened.
+FingerprintEntry read_batch(detail::InputFile& in, std::vector<std::uint8_t>& pixels,
+                            std::vector<std::int32_t>& labels) {
+  const std::string file = in.path().string();
+  const std::int64_t budget = in.gzipped() ? detail::available_memory_bytes() : 0;
+  // Whole records per read; fewer for a small file (a fuzzer reads many), still more than
+  // it can hold, so that its one read comes back short.
+  const std::uint64_t most = in.gzipped() ? in.file_size() * detail::kMaxDeflateRatio : in.file_size();
+  const std::uint64_t records_per_read = std::min<std::uint64_t>(kRecordsPerRead, most / kCifarRecordBytes + 1);
+  std::vector<std::uint8_t> chunk(records_per_read * kCifarRecordBytes);
+  std::uint32_t crc = 0;
+  std::size_t index = 0;  // record index within this file
+  while (true) {
+    const std::size_t got = in.read(chunk);
+    crc = detail::crc32(std::span(chunk).first(got), crc);
+    if (got < chunk.size()) check_whole_records(in.path(), in.bytes_read());
+    const std::size_t records = got / kCifarRecordBytes;
+    TESSERA_CHECK(!in.gzipped() || in.bytes_read() <= static_cast<std::uint64_t>(budget), DataError,
+                  "{}: decompresses to more than {}, the memory available", file,
+                  detail::format_bytes(static_cast<double>(budget)));
+    const std::size_t first = labels.size();
+    pixels.resize(pixels.size() + records * kImageBytes);
+    labels.resize(first + records);
+    for (std::size_t r = 0; r < records; ++r, ++index) {
+      const std::uint8_t* rec = chunk.data() + r * kCifarRecordBytes;
+      TESSERA_CHECK(rec[0] < 10, DataError, "{}: label {} at index {} is out of range [0, 10)", file,
+                    int{rec[0]}, index);
+      labels[first + r] = rec[0];
+      std::memcpy(pixels.data() + (first + r) * kImageBytes, rec + 1, kImageBytes);
+    }
+    if (got < chunk.size()) break;
+  }
+  return detail::content_entry(in.path(), in.bytes_read(), crc);
+}
+
+}  // namespace
+
 std::shared_ptr<InMemoryDataset> load_cifar10_files(const std::vector<std::filesystem::path>& files,
                                                     std::string name) {
   TESSERA_CHECK(!files.empty(), DataError, "{}: no CIFAR-10 batch files given", name);
-  constexpr std::size_t kImage = kCifarRecordBytes - 1;
+  // Every batch is opened first, so that a raw batch of a wrong size, or batches together
+  // larger than the memory available, are refused before any is read; and memory for the
+  // raw ones is reserved once.
+  std::vector<detail::InputFile> inputs;
+  std::vector<std::string> names;
+  std::uint64_t raw_records = 0;
+  for (const auto& path : files) {
+    const detail::InputFile& in = inputs.emplace_back(path);
+    names.push_back(path.string());
+    if (in.gzipped()) continue;
+    check_whole_records(path, in.file_size());
+    raw_records += in.file_size() / kCifarRecordBytes;
+  }
+  const unsigned __int128 raw_bytes = static_cast<unsigned __int128>(raw_records) * (kImageBytes + sizeof(std::int32_t));
+  detail::check_fits_in_memory(raw_bytes,
+                               fmt::format("{}: {} CIFAR-10 records in {}", name, raw_records, fmt::join(names, ", ")));
   std::vector<std::uint8_t> pixels;
   std::vector<std::int32_t> labels;
+  pixels.reserve(raw_records * kImageBytes);
+  labels.reserve(raw_records);
   Fingerprint fingerprint{name, {}};
-  for (const auto& path : files) {
-    const detail::FileContent f = detail::read_file(path);
-    const std::size_t size = f.bytes.size();
-    TESSERA_CHECK(size > 0 && size % kCifarRecordBytes == 0, DataError,
-                  "{}: {} bytes is not a positive multiple of the {}-byte CIFAR-10 record "
-                  "(1 label byte + 3x32x32 pixels){}",
-                  path.string(), size, kCifarRecordBytes,
-                  size > kCifarRecordBytes
-                      ? fmt::format(": {} whole records and {} bytes left over",
-                                    size / kCifarRecordBytes, size % kCifarRecordBytes)
-                      : "");
-    const std::size_t records = size / kCifarRecordBytes;
-    const std::size_t first = labels.size();
-    pixels.resize(pixels.size() + records * kImage);
-    labels.resize(first + records);
-    for (std::size_t r = 0; r < records; ++r) {
-      const std::uint8_t* rec = f.bytes.data() + r * kCifarRecordBytes;
-      TESSERA_CHECK(rec[0] < 10, DataError, "{}: label {} at index {} is out of range [0, 10)",
-                    path.string(), int{rec[0]}, r);
-      labels[first + r] = rec[0];
-      std::memcpy(pixels.data() + (first + r) * kImage, rec + 1, kImage);
-    }
-    fingerprint.entries.push_back(detail::content_entry(path, f.bytes));
-  }
+  for (detail::InputFile& in : inputs) fingerprint.entries.push_back(read_batch(in, pixels, labels));
   InMemoryDataset::Info info{std::move(name), ImageShape{3, 32, 32}, 10,
                              {"airplane", "automobile", "bird", "cat", "deer", "dog", "frog",
                               "horse", "ship", "truck"},
@@ -60,7 +111,8 @@ std::vector<std::filesystem::path> find_cifar10_files(const std::filesystem::pat
     std::vector<fs::path> found;
     std::vector<std::string> missing;
     for (const auto& n : names) {
-      if (fs::is_regular_file(base / n)) found.push_back(base / n);
+      // As find_idx_files: a FIFO or device in a batch's place is refused when it is opened.
+      if (std::error_code ec; fs::exists(fs::symlink_status(base / n, ec))) found.push_back(base / n);
       else missing.push_back(n);
     }
     if (missing.empty()) return found;

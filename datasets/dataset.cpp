@@ -151,6 +151,10 @@ std::vector<std::string> InMemoryDataset::class_names() const {
   return info_.class_names.empty() ? Dataset::class_names() : info_.class_names;
 }
 
+std::int64_t InMemoryDataset::memory_bytes() const {
+  return static_cast<std::int64_t>(pixels_.size() + labels_.size() * sizeof(std::int32_t));
+}
+
 std::span<const std::uint8_t> InMemoryDataset::pixels() const {
   return std::span<const std::uint8_t>(pixels_).subspan(offset_);
 }

@@ -117,6 +117,7 @@ class InMemoryDataset final : public Dataset {
   ImageShape image_shape() const override { return info_.shape; }
   std::vector<std::string> class_names() const override;
   Fingerprint fingerprint() const override { return info_.fingerprint; }
+  std::int64_t memory_bytes() const override;
 
   // Zero-copy access: all images back to back, (N, C, H, W).
   std::span<const std::uint8_t> pixels() const;
@@ -143,6 +144,8 @@ class SubsetDataset final : public Dataset {
   ImageShape image_shape() const override { return base_->image_shape(); }
   std::vector<std::string> class_names() const override { return base_->class_names(); }
   Fingerprint fingerprint() const override { return base_->fingerprint(); }
+  // The base is held whole, however few of its samples the subset shows.
+  std::int64_t memory_bytes() const override { return base_->memory_bytes(); }
 
  protected:
   std::int64_t label_at(std::int64_t i) const override { return base_->label(i); }

@@ -28,6 +28,20 @@ DatasetPtr check_shape(DatasetPtr d, const DatasetOptions& o) {
   return d;
 }
 
+// A dataset of fixed classes is checked after loading: its class list is part of what it is.
+DatasetPtr check_classes(DatasetPtr d, const DatasetOptions& o) {
+  TESSERA_CHECK(o.classes.empty() || o.classes == d->class_names(), DataError,
+                "make_dataset: {} has the classes ({}) but the classes ({}) were given (the training "
+                "split's); labels would not mean the same classes",
+                d->name(), fmt::join(d->class_names(), ", "), fmt::join(o.classes, ", "));
+  return d;
+}
+
+DatasetPtr first_samples(DatasetPtr d, std::int64_t limit) {
+  if (limit > 0 && limit < d->size()) return std::make_shared<SubsetDataset>(std::move(d), limit);
+  return d;
+}
+
 }  // namespace
 
 std::vector<std::string> dataset_names() {
@@ -38,9 +52,11 @@ DatasetPtr make_dataset(std::string_view name, const std::filesystem::path& root
                         const DatasetOptions& o) {
   namespace fs = std::filesystem;
   const std::string key = canonical(name);
-  if (key == "mnist") return check_shape(load_mnist(root, split), o);
-  if (key == "fashionmnist") return check_shape(load_fashion_mnist(root, split), o);
-  if (key == "cifar10") return check_shape(load_cifar10(root, split), o);
+  TESSERA_CHECK(o.limit >= 0, ConfigError, "make_dataset: the limit must not be negative, got {}", o.limit);
+  auto fixed = [&](DatasetPtr d) { return first_samples(check_classes(check_shape(std::move(d), o), o), o.limit); };
+  if (key == "mnist") return fixed(load_mnist(root, split));
+  if (key == "fashionmnist") return fixed(load_fashion_mnist(root, split));
+  if (key == "cifar10") return fixed(load_cifar10(root, split));
   if (key == "imagefolder") {
     TESSERA_CHECK(o.image_shape.has_value(), ConfigError,
                   "make_dataset: image_folder needs image_shape (channels, height, width)");
@@ -48,11 +64,14 @@ DatasetPtr make_dataset(std::string_view name, const std::filesystem::path& root
     if (split == Split::test) tried.push_back("val");
     for (const auto& sub : tried)
       if (fs::is_directory(root / sub))
-        return std::make_shared<ImageFolderDataset>(
-            root / sub,
-            ImageFolderOptions{o.image_shape->channels, o.image_shape->height, o.image_shape->width,
-                               o.preload},
-            fmt::format("image_folder/{}", split_name(split)));
+        return std::make_shared<ImageFolderDataset>(root / sub,
+                                                    ImageFolderOptions{.channels = o.image_shape->channels,
+                                                                       .height = o.image_shape->height,
+                                                                       .width = o.image_shape->width,
+                                                                       .preload = o.preload,
+                                                                       .limit = o.limit,
+                                                                       .classes = o.classes},
+                                                    fmt::format("image_folder/{}", split_name(split)));
     throw IoError(fmt::format("{}: no {} folder for the {} split", root.string(),
                               fmt::join(tried, " or "), split_name(split)));
   }
@@ -64,7 +83,7 @@ DatasetPtr make_dataset(std::string_view name, const std::filesystem::path& root
     s.seed = o.seed;
     s.noise = o.noise;
     s.split = split;
-    return std::make_shared<SyntheticDataset>(s);
+    return fixed(std::make_shared<SyntheticDataset>(s));
   }
   throw ConfigError(fmt::format("make_dataset: unknown dataset '{}' (valid: {})", name,
                                 fmt::join(dataset_names(), ", ")));

@@ -15,7 +15,15 @@ struct DatasetOptions {
   // image_folder: the decoded size (required). synthetic: the generated shape (default
   // (1,28,28)). Others: optional, and then it must match the files.
   std::optional<ImageShape> image_shape = {};
-  bool preload = true;  // image_folder: decode everything up front
+  bool preload = true;  // image_folder: decode up front when it fits (ImageFolderOptions)
+  // The first `limit` samples only (train_limit / test_limit); 0: all. An image folder
+  // never reads the files past it.
+  std::int64_t limit = 0;
+  // Empty: the dataset's own classes. Otherwise the classes labels must follow, the training
+  // split's for a test split: an image folder maps its class folders to them by name
+  // (DataError for a folder not among them); a dataset of fixed classes (MNIST,
+  // Fashion-MNIST, CIFAR-10, synthetic) must have exactly these (DataError otherwise).
+  std::vector<std::string> classes = {};
 
   // synthetic only
   std::int64_t size = 0;  // 0: 10000 for train, 2000 for test
@@ -30,7 +38,8 @@ std::vector<std::string> dataset_names();
 // name: mnist, fashion_mnist, cifar10, image_folder or synthetic ('-' and '_' and case are
 // ignored, so "Fashion-MNIST" and "cifar_10" work too). root: the directory holding the
 // files (ignored by synthetic); image_folder looks for root/train or root/test (also
-// root/val for test). ConfigError for an unknown name, listing the valid ones.
+// root/val for test). ConfigError for an unknown name, listing the valid ones, or a
+// negative limit.
 DatasetPtr make_dataset(std::string_view name, const std::filesystem::path& root, Split split,
                         const DatasetOptions& options = {});
 DatasetPtr make_dataset(std::string_view name, const std::filesystem::path& root,

@@ -1,67 +1,175 @@
 #include "datasets/file_io.h"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <cerrno>
-#include <cstring>
+#include <fstream>
 #include <mutex>
+#include <system_error>
 
 #include <fmt/format.h>
 #include <zlib.h>
 
 namespace tessera::datasets::detail {
+namespace {
 
-FileContent read_file(const std::filesystem::path& path) {
-  namespace fs = std::filesystem;
+namespace fs = std::filesystem;
+
+// std::strerror is not thread-safe, and the loader's workers open image files concurrently.
+std::string errno_text(int err) { return std::error_code(err, std::generic_category()).message(); }
+
+std::string link_note(const fs::path& path) {
   std::error_code ec;
-  const auto status = fs::status(path, ec);
-  TESSERA_CHECK(fs::exists(status), IoError, "{}: cannot open: no such file", path.string());
-  TESSERA_CHECK(fs::is_regular_file(status), IoError, "{}: cannot open: not a regular file",
-                path.string());
-  const std::uintmax_t on_disk = fs::file_size(path, ec);
+  if (!fs::is_symlink(fs::symlink_status(path, ec))) return "";
+  const fs::path target = fs::read_symlink(path, ec);
+  return ec ? " (through a symbolic link)" : fmt::format(" (a symbolic link to {})", target.string());
+}
 
-  errno = 0;
-  gzFile f = gzopen(path.c_str(), "rb");
-  TESSERA_CHECK(f != nullptr, IoError, "{}: cannot open: {}", path.string(),
-                errno ? std::strerror(errno) : "out of memory");
-  gzbuffer(f, 1 << 17);
+std::string describe_not_regular(const fs::path& path, mode_t mode) {
+  const char* kind = S_ISDIR(mode)    ? "a directory"
+                     : S_ISFIFO(mode) ? "a FIFO (named pipe)"
+                     : S_ISCHR(mode)  ? "a character device"
+                     : S_ISBLK(mode)  ? "a block device"
+                     : S_ISSOCK(mode) ? "a socket"
+                                      : "of an unknown file type";
+  return fmt::format("{}{}, not a regular file", kind, link_note(path));
+}
 
-  FileContent out;
-  out.bytes.resize(ec ? std::uintmax_t{1} << 20 : std::max<std::uintmax_t>(on_disk, 1));
+// Why stat() failed with `err`: a missing file, a link pointing nowhere, or the system's word.
+std::string missing_reason(const fs::path& path, int err) {
+  if (err != ENOENT) return errno_text(err);
+  struct stat link {};
+  if (::lstat(path.c_str(), &link) == 0 && S_ISLNK(link.st_mode)) {
+    std::error_code ec;
+    return fmt::format("a dangling symbolic link to {}", fs::read_symlink(path, ec).string());
+  }
+  return "no such file";
+}
+
+gzFile as_gz(void* p) { return static_cast<gzFile>(p); }
+
+}  // namespace
+
+std::string not_a_regular_file(const fs::path& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return missing_reason(path, errno);
+  return S_ISREG(st.st_mode) ? "" : describe_not_regular(path, st.st_mode);
+}
+
+InputFile::InputFile(const fs::path& path, Content content) : path_(path) {
+  // O_NONBLOCK: opening a FIFO blocks until a writer comes; with it, the open returns and
+  // fstat below refuses the FIFO. It is cleared again for the regular file.
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+  if (fd_ < 0) {
+    const int err = errno;
+    const std::string why = not_a_regular_file(path);
+    throw IoError(fmt::format("{}: cannot open: {}", path.string(), why.empty() ? errno_text(err) : why));
+  }
+  struct stat st {};
+  const int stat_err = ::fstat(fd_, &st) == 0 ? 0 : errno;
+  if (stat_err != 0 || !S_ISREG(st.st_mode)) {
+    ::close(fd_);
+    throw IoError(fmt::format("{}: cannot open: {}", path.string(),
+                              stat_err ? errno_text(stat_err) : describe_not_regular(path, st.st_mode)));
+  }
+  ::fcntl(fd_, F_SETFL, ::fcntl(fd_, F_GETFL) & ~O_NONBLOCK);
+  file_size_ = static_cast<std::uint64_t>(st.st_size);
+  if (content == Content::raw) return;
+  gzFile gz = gzdopen(fd_, "rb");
+  if (gz == nullptr) {
+    ::close(fd_);
+    throw IoError(fmt::format("{}: cannot open: out of memory", path.string()));
+  }
+  fd_ = -1;  // gzclose closes it
+  gz_ = gz;
+  gzbuffer(gz, 1 << 17);
+  gzipped_ = gzdirect(gz) == 0;
+}
+
+InputFile::InputFile(InputFile&& other) noexcept
+    : path_(std::move(other.path_)), fd_(other.fd_), gz_(other.gz_), gzipped_(other.gzipped_),
+      file_size_(other.file_size_), bytes_read_(other.bytes_read_) {
+  other.fd_ = -1;
+  other.gz_ = nullptr;
+}
+
+InputFile::~InputFile() {
+  if (gz_ != nullptr) gzclose_r(as_gz(gz_));
+  if (fd_ >= 0) ::close(fd_);
+}
+
+std::size_t InputFile::read(std::span<std::uint8_t> out) {
   std::size_t got = 0;
-  while (true) {
-    if (got == out.bytes.size()) out.bytes.resize(out.bytes.size() * 2);
-    const std::size_t want = std::min<std::size_t>(out.bytes.size() - got, 1u << 30);
-    const int n = gzread(f, out.bytes.data() + got, static_cast<unsigned>(want));
+  if (gz_ == nullptr) {
+    while (got < out.size()) {
+      const ssize_t n = ::read(fd_, out.data() + got, std::min<std::size_t>(out.size() - got, 1u << 30));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) throw IoError(fmt::format("{}: read failed: {}", path_.string(), errno_text(errno)));
+      if (n == 0) break;
+      got += static_cast<std::size_t>(n);
+    }
+    bytes_read_ += got;
+    return got;
+  }
+  while (got < out.size()) {
+    const auto want = static_cast<unsigned>(std::min<std::size_t>(out.size() - got, 1u << 30));
+    const int n = gzread(as_gz(gz_), out.data() + got, want);
     if (n <= 0) break;
     got += static_cast<std::size_t>(n);
   }
-  int err = Z_OK;
-  const char* msg = gzerror(f, &err);
-  const std::string why = msg ? msg : "";
-  out.gzipped = gzdirect(f) == 0;
-  gzclose_r(f);
-  if (err == Z_ERRNO)
-    throw IoError(fmt::format("{}: read failed: {}", path.string(), std::strerror(errno)));
-  if (err != Z_OK)
-    throw DataError(fmt::format("{}: corrupt gzip data ({}) after {} decompressed bytes",
-                                path.string(), why, got));
-  out.bytes.resize(got);
-  out.bytes.shrink_to_fit();
-  return out;
+  const int read_errno = errno;
+  bytes_read_ += got;
+  if (got < out.size()) {  // the end, or an error zlib holds until asked
+    int err = Z_OK;
+    const char* msg = gzerror(as_gz(gz_), &err);
+    if (err == Z_ERRNO)
+      throw IoError(fmt::format("{}: read failed: {}", path_.string(), errno_text(read_errno)));
+    if (err != Z_OK)
+      throw DataError(fmt::format("{}: corrupt gzip data ({}) after {} decompressed bytes", path_.string(),
+                                  msg ? msg : "", bytes_read_));
+  }
+  return got;
+}
+
+std::int64_t available_memory_bytes() {
+  std::ifstream meminfo("/proc/meminfo");
+  std::string key, unit;
+  std::int64_t kb = 0;
+  while (meminfo >> key >> kb >> unit)
+    if (key == "MemAvailable:") return kb * 1024;
+  return static_cast<std::int64_t>(::sysconf(_SC_AVPHYS_PAGES)) * ::sysconf(_SC_PAGESIZE);
+}
+
+std::string format_bytes(double bytes) {
+  constexpr double kMiB = 1 << 20, kGiB = 1 << 30;
+  return bytes < kGiB ? fmt::format("{:.1f} MiB", bytes / kMiB) : fmt::format("{:.1f} GiB", bytes / kGiB);
+}
+
+void check_fits_in_memory(unsigned __int128 bytes, const std::string& what) {
+  const std::int64_t have = available_memory_bytes();
+  TESSERA_CHECK(bytes <= static_cast<unsigned __int128>(std::max<std::int64_t>(have, 0)), DataError,
+                "{}: needs {} of memory, but only {} is available", what,
+                format_bytes(static_cast<double>(bytes)), format_bytes(static_cast<double>(have)));
 }
 
 std::uint32_t crc32(std::span<const std::uint8_t> bytes, std::uint32_t crc) {
   return static_cast<std::uint32_t>(::crc32_z(crc, bytes.data(), bytes.size()));
 }
 
-std::string crc32_digest(std::span<const std::uint8_t> bytes) {
-  return fmt::format("crc32:{:08x}", crc32(bytes));
-}
+std::string crc32_digest(std::uint32_t crc) { return fmt::format("crc32:{:08x}", crc); }
 
-FingerprintEntry content_entry(const std::filesystem::path& path,
-                               std::span<const std::uint8_t> content) {
+std::string crc32_digest(std::span<const std::uint8_t> bytes) { return crc32_digest(crc32(bytes)); }
+
+FingerprintEntry content_entry(const fs::path& path, std::uint64_t bytes, std::uint32_t crc) {
   std::string name = path.filename().string();
   if (name.size() > 3 && name.ends_with(".gz")) name.resize(name.size() - 3);
-  return {name, content.size(), crc32_digest(content)};
+  return {name, bytes, crc32_digest(crc)};
+}
+
+FingerprintEntry content_entry(const fs::path& path, std::span<const std::uint8_t> content) {
+  return content_entry(path, content.size(), crc32(content));
 }
 
 void parallel_chunks(std::int64_t n, std::int64_t chunk,

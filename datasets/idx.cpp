@@ -8,25 +8,39 @@
 namespace tessera::datasets {
 namespace {
 
-std::uint32_t read_be32(const std::vector<std::uint8_t>& b, std::size_t at) {
+// How far past the promised end a reader looks for trailing data: enough to report a few
+// extra bytes exactly, little enough that a decompression bomb behind a valid file costs
+// nothing (its rest is never decompressed).
+constexpr std::size_t kTrailingProbe = std::size_t{64} << 10;
+// Content is read in pieces of this size so memory grows only with what the file holds.
+constexpr std::size_t kReadChunk = std::size_t{16} << 20;
+
+std::uint32_t read_be32(std::span<const std::uint8_t> b, std::size_t at) {
   return (std::uint32_t{b[at]} << 24) | (std::uint32_t{b[at + 1]} << 16) |
          (std::uint32_t{b[at + 2]} << 8) | std::uint32_t{b[at + 3]};
 }
 
-// "file has N bytes" or, for gzip, "decompressed size is N bytes".
-std::string actual_size(const detail::FileContent& f) {
-  return fmt::format("{} {} bytes", f.gzipped ? "decompressed size is" : "file has", f.bytes.size());
+// "file has N bytes" or, for gzip, "decompressed size is N bytes" (N the bytes read, all
+// there are when a read came back short).
+std::string actual_size(const detail::InputFile& in) {
+  return in.gzipped() ? fmt::format("decompressed size is {} bytes", in.bytes_read())
+                      : fmt::format("file has {} bytes", in.file_size());
+}
+
+// A hostile header can claim up to 2^96 bytes, more than fmt prints or a file holds.
+std::string byte_count(unsigned __int128 n) {
+  return n >> 63 ? std::string("more than 2^63") : std::to_string(static_cast<std::uint64_t>(n));
 }
 
 // Checks the 4-byte magic: two zero bytes, element type 0x08 (unsigned byte), then the
-// number of dimensions.
-void check_magic(const std::filesystem::path& path, const detail::FileContent& f,
+// number of dimensions. `header` holds what could be read of the header.
+void check_magic(const detail::InputFile& in, std::span<const std::uint8_t> header,
                  std::uint32_t expected, const char* what) {
-  const std::string file = path.string();
-  TESSERA_CHECK(f.bytes.size() >= 4, DataError,
+  const std::string file = in.path().string();
+  TESSERA_CHECK(header.size() >= 4, DataError,
                 "{}: truncated: an IDX {} file starts with a 4-byte magic number, {}", file, what,
-                actual_size(f));
-  const std::uint32_t magic = read_be32(f.bytes, 0);
+                actual_size(in));
+  const std::uint32_t magic = read_be32(header, 0);
   TESSERA_CHECK((magic >> 16) == 0, DataError,
                 "{}: bad magic number 0x{:08x}: not an IDX file (expected 0x{:08x} for {})", file,
                 magic, expected, what);
@@ -41,54 +55,94 @@ void check_magic(const std::filesystem::path& path, const detail::FileContent& f
                 file, magic, dims, what, want_dims, expected);
 }
 
-void check_size(const std::filesystem::path& path, const detail::FileContent& f,
-                unsigned __int128 expected, const std::string& header_says) {
-  const std::uint64_t got = f.bytes.size();
-  // A hostile header can claim up to 2^96 bytes, more than fmt prints or a file holds.
-  const std::string need = expected >> 63 ? std::string("more than 2^63")
-                                           : std::to_string(static_cast<std::uint64_t>(expected));
-  TESSERA_CHECK(got >= expected, DataError, "{}: truncated: header says {} ({} bytes), {}",
-                path.string(), header_says, need, actual_size(f));
-  TESSERA_CHECK(got <= expected, DataError,
-                "{}: trailing data: header says {} ({} bytes), {} ({} extra)", path.string(),
-                header_says, need, actual_size(f), got - static_cast<std::uint64_t>(expected));
+// Reads the header of `size` bytes (fewer when the file is shorter) and checks its magic.
+std::vector<std::uint8_t> read_header(detail::InputFile& in, std::size_t size, std::uint32_t magic,
+                                      const char* what) {
+  std::vector<std::uint8_t> header(size);
+  header.resize(in.read(header));
+  check_magic(in, header, magic, what);
+  TESSERA_CHECK(header.size() == size, DataError, "{}: truncated: the {} header is {} bytes, {}",
+                in.path().string(), what, size, actual_size(in));
+  return header;
+}
+
+// The whole content the header promises (header included, so the fingerprint covers the
+// file as it is): `expected` bytes, of which the header has been read. Everything that can
+// be refused without reading the data is refused first: a raw file of another size, a gzip
+// file too small to decompress to the promise, a promise larger than the memory available.
+// Then exactly the promise is read, and at most kTrailingProbe bytes more.
+std::vector<std::uint8_t> read_promised(detail::InputFile& in, std::vector<std::uint8_t> header,
+                                        unsigned __int128 expected, const std::string& header_says) {
+  const std::string file = in.path().string(), need = byte_count(expected);
+  if (!in.gzipped()) {
+    const std::uint64_t got = in.file_size();
+    TESSERA_CHECK(got >= expected, DataError, "{}: truncated: header says {} ({} bytes), file has {} bytes",
+                  file, header_says, need, got);
+    TESSERA_CHECK(got <= expected, DataError,
+                  "{}: trailing data: header says {} ({} bytes), file has {} bytes ({} extra)", file,
+                  header_says, need, got, got - static_cast<std::uint64_t>(expected));
+  } else {
+    const unsigned __int128 most = static_cast<unsigned __int128>(in.file_size()) * detail::kMaxDeflateRatio;
+    TESSERA_CHECK(expected <= most, DataError,
+                  "{}: truncated: header says {} ({} bytes), but {} bytes of gzip decompress to at "
+                  "most {} bytes",
+                  file, header_says, need, in.file_size(), byte_count(most));
+  }
+  detail::check_fits_in_memory(expected, fmt::format("{}: header says {} ({} bytes)", file, header_says, need));
+
+  const auto total = static_cast<std::size_t>(expected);
+  std::vector<std::uint8_t> content = std::move(header);
+  content.reserve(total);  // address space only: pages are touched as the reads fill them
+  while (content.size() < total) {
+    const std::size_t at = content.size();
+    content.resize(std::min(total, at + kReadChunk));
+    const std::size_t got = in.read(std::span(content).subspan(at));
+    TESSERA_CHECK(at + got == content.size(), DataError, "{}: truncated: header says {} ({} bytes), {}",
+                  file, header_says, need, actual_size(in));
+  }
+  const std::uint64_t most = in.gzipped() ? in.file_size() * detail::kMaxDeflateRatio : in.file_size();
+  std::vector<std::uint8_t> probe(std::min<std::uint64_t>(kTrailingProbe, most - std::min<std::uint64_t>(most, total) + 1));
+  const std::size_t extra = in.read(probe);
+  if (extra > 0) {
+    // Below the probe's size the whole rest has been read and its size is exact.
+    const bool exact = extra < probe.size();
+    throw DataError(fmt::format("{}: trailing data: header says {} ({} bytes), {} {}{} bytes ({}{} extra)", file,
+                                header_says, need, in.gzipped() ? "decompressed size is" : "file has",
+                                exact ? "" : "at least ", total + extra, exact ? "" : "at least ", extra));
+  }
+  return content;
 }
 
 }  // namespace
 
 IdxImages read_idx_images(const std::filesystem::path& path) {
-  detail::FileContent f = detail::read_file(path);
-  check_magic(path, f, kIdxImagesMagic, "images");
-  TESSERA_CHECK(f.bytes.size() >= 16, DataError,
-                "{}: truncated: the images header is 16 bytes, {}", path.string(), actual_size(f));
+  detail::InputFile in(path);
+  std::vector<std::uint8_t> header = read_header(in, 16, kIdxImagesMagic, "images");
   IdxImages out;
-  out.count = read_be32(f.bytes, 4);
-  out.rows = read_be32(f.bytes, 8);
-  out.cols = read_be32(f.bytes, 12);
+  out.count = read_be32(header, 4);
+  out.rows = read_be32(header, 8);
+  out.cols = read_be32(header, 12);
   TESSERA_CHECK(out.count > 0 && out.rows > 0 && out.cols > 0, DataError,
                 "{}: header says {} images of {}x{}: every size must be positive", path.string(),
                 out.count, out.rows, out.cols);
   const unsigned __int128 expected =
       16 + static_cast<unsigned __int128>(out.count) * static_cast<std::uint64_t>(out.rows) *
                static_cast<std::uint64_t>(out.cols);
-  check_size(path, f, expected,
-             fmt::format("{} images of {}x{}", out.count, out.rows, out.cols));
-  out.entry = detail::content_entry(path, f.bytes);
-  out.content = std::move(f.bytes);
+  out.content = read_promised(in, std::move(header), expected,
+                              fmt::format("{} images of {}x{}", out.count, out.rows, out.cols));
+  out.entry = detail::content_entry(path, out.content);
   return out;
 }
 
 IdxLabels read_idx_labels(const std::filesystem::path& path) {
-  detail::FileContent f = detail::read_file(path);
-  check_magic(path, f, kIdxLabelsMagic, "labels");
-  TESSERA_CHECK(f.bytes.size() >= 8, DataError, "{}: truncated: the labels header is 8 bytes, {}",
-                path.string(), actual_size(f));
-  const std::uint32_t count = read_be32(f.bytes, 4);
+  detail::InputFile in(path);
+  std::vector<std::uint8_t> header = read_header(in, 8, kIdxLabelsMagic, "labels");
+  const std::uint32_t count = read_be32(header, 4);
   TESSERA_CHECK(count > 0, DataError, "{}: header says 0 labels", path.string());
-  check_size(path, f, 8 + static_cast<unsigned __int128>(count), fmt::format("{} labels", count));
   IdxLabels out;
-  out.entry = detail::content_entry(path, f.bytes);
-  out.content = std::move(f.bytes);
+  out.content = read_promised(in, std::move(header), 8 + static_cast<unsigned __int128>(count),
+                              fmt::format("{} labels", count));
+  out.entry = detail::content_entry(path, out.content);
   return out;
 }
 
@@ -125,7 +179,9 @@ IdxFiles find_idx_files(const std::filesystem::path& dir, Split split) {
     for (const char* sep : {"-", "."})
       for (const char* ext : {"", ".gz"}) {
         const std::string file = fmt::format("{}-{}{}{}{}", prefix, kind, sep, suffix, ext);
-        if (fs::is_regular_file(dir / file)) return dir / file;
+        // Whatever has the name is taken, so that a FIFO, a device or a dangling link in
+        // its place is reported as such when it is opened rather than looked past.
+        if (std::error_code ec; fs::exists(fs::symlink_status(dir / file, ec))) return dir / file;
         tried.push_back(file);
       }
     throw IoError(fmt::format("{}: no {} {} file (looked for {})", dir.string(), split_name(split),

@@ -5,6 +5,7 @@
 #include <memory>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <stb/stb_image.h>
 #include <stb/stb_image_resize.h>
 
@@ -63,16 +64,27 @@ void decode_image(std::span<const std::uint8_t> encoded, const ImageShape& shape
     for (int ch = 0; ch < c; ++ch) out[ch * plane + p] = hwc[p * c + ch];
 }
 
+std::vector<std::uint8_t> read_image_file(const fs::path& path) {
+  detail::InputFile in(path, detail::InputFile::Content::raw);
+  TESSERA_CHECK(in.file_size() <= static_cast<std::uint64_t>(kMaxImageFileBytes), DataError,
+                "{}: {} bytes is larger than the {} bytes an image file may have", path.string(),
+                in.file_size(), kMaxImageFileBytes);
+  std::vector<std::uint8_t> bytes(in.file_size());
+  bytes.resize(in.read(bytes));  // a file that shrank since it was opened gives what it has
+  return bytes;
+}
+
 ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions options,
                                        std::string name)
     : name_(name.empty() ? fmt::format("image_folder:{}", root.string()) : std::move(name)),
-      shape_{options.channels, options.height, options.width},
-      preload_(options.preload) {
+      shape_{options.channels, options.height, options.width} {
   TESSERA_CHECK(options.channels == 1 || options.channels == 3, ConfigError,
                 "{}: channels must be 1 or 3, got {}", name_, options.channels);
   TESSERA_CHECK(options.height > 0 && options.width > 0, ConfigError,
                 "{}: the image height and width must be given (got {}x{})", name_, options.height,
                 options.width);
+  TESSERA_CHECK(options.limit >= 0, ConfigError, "{}: the limit must not be negative, got {}", name_,
+                options.limit);
   TESSERA_CHECK(fs::is_directory(root), IoError, "{}: not a directory", root.string());
 
   // Hidden entries (".git", macOS "._name.png" resource forks) are never data.
@@ -80,14 +92,24 @@ ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions 
   struct ClassFiles {
     std::size_t first = 0, count = 0;
   };
-  std::vector<ClassFiles> spans;
+  std::vector<ClassFiles> spans;  // per class in classes_
   try {
+    std::vector<std::string> folders;
     for (const auto& entry : fs::directory_iterator(root))
-      if (entry.is_directory() && !hidden(entry.path())) classes_.push_back(entry.path().filename().string());
-    std::sort(classes_.begin(), classes_.end());
-    TESSERA_CHECK(!classes_.empty(), DataError,
+      if (entry.is_directory() && !hidden(entry.path())) folders.push_back(entry.path().filename().string());
+    std::sort(folders.begin(), folders.end());
+    TESSERA_CHECK(!folders.empty(), DataError,
                   "{}: no class folders (expected one subfolder of images per class)", root.string());
+    classes_ = options.classes.empty() ? folders : options.classes;
+    // Labels are indices into classes_: a folder outside the list would have no label that
+    // means the same class as in the training split.
+    for (const std::string& folder : folders)
+      TESSERA_CHECK(std::find(classes_.begin(), classes_.end(), folder) != classes_.end(), DataError,
+                    "{}: class folder '{}' is not one of the training split's classes ({})",
+                    (root / folder).string(), folder, fmt::join(classes_, ", "));
+    spans.resize(classes_.size());
     for (std::size_t c = 0; c < classes_.size(); ++c) {
+      if (!std::binary_search(folders.begin(), folders.end(), classes_[c])) continue;
       const fs::path dir = root / classes_[c];
       std::vector<fs::path> found;
       for (auto it = fs::recursive_directory_iterator(dir); it != fs::recursive_directory_iterator(); ++it) {
@@ -95,12 +117,16 @@ ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions 
           if (it->is_directory()) it.disable_recursion_pending();
           continue;
         }
-        if (it->is_regular_file() && is_image_file(it->path())) found.push_back(it->path());
+        if (it->is_directory() || !is_image_file(it->path())) continue;
+        // An image name on a FIFO or a device would block or never end the read that meets it.
+        TESSERA_CHECK(it->is_regular_file(), IoError, "{}: cannot read the image: {}", it->path().string(),
+                      detail::not_a_regular_file(it->path()));
+        found.push_back(it->path());
       }
       TESSERA_CHECK(!found.empty(), DataError,
                     "{}: class folder has no images (.png, .jpg, .jpeg, .bmp)", dir.string());
       std::sort(found.begin(), found.end());
-      spans.push_back({files_.size(), found.size()});
+      spans[c] = {files_.size(), found.size()};
       for (auto& f : found) {
         files_.push_back(std::move(f));
         labels_.push_back(static_cast<std::int32_t>(c));
@@ -109,23 +135,35 @@ ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions 
   } catch (const fs::filesystem_error& e) {
     throw IoError(fmt::format("{}: cannot list the image folder: {}", root.string(), e.what()));
   }
+  // The limit cuts the listing, not the dataset after loading: files past it are never read.
+  if (options.limit > 0 && options.limit < size()) {
+    const auto keep = static_cast<std::size_t>(options.limit);
+    files_.resize(keep);
+    labels_.resize(keep);
+    for (ClassFiles& s : spans) s.count = s.first >= keep ? 0 : std::min(s.count, keep - s.first);
+  }
   fingerprint_.dataset = name_;
 
   const std::int64_t n = size();
   const auto numel = static_cast<std::size_t>(shape_.numel());
-  // Per-file checksums: of the content when everything is read anyway, else of the name,
+  const std::int64_t budget = std::min(options.preload_budget, detail::available_memory_bytes() / 4);
+  preloaded_ = options.preload &&
+               static_cast<unsigned __int128>(n) * numel <= static_cast<unsigned __int128>(std::max<std::int64_t>(budget, 0));
+  // Per-file checksums: of the content when preloading was asked for (whether or not the
+  // pixels fit, so the fingerprint does not depend on the memory free), else of the name,
   // size and modification time.
   std::vector<std::uint64_t> bytes(files_.size());
   std::vector<std::uint32_t> checks(files_.size());
-  if (preload_) {
-    pixels_.resize(static_cast<std::size_t>(n) * numel);
+  if (options.preload) {
+    if (preloaded_) pixels_.resize(static_cast<std::size_t>(n) * numel);
     detail::parallel_chunks(n, 16, [&](std::int64_t begin, std::int64_t end) {
       for (std::int64_t i = begin; i < end; ++i) {
         const auto k = static_cast<std::size_t>(i);
-        const detail::FileContent f = detail::read_file(files_[k]);
-        decode_image(f.bytes, shape_, std::span(pixels_).subspan(k * numel, numel), files_[k].string());
-        bytes[k] = f.bytes.size();
-        checks[k] = detail::crc32(f.bytes);
+        const std::vector<std::uint8_t> encoded = read_image_file(files_[k]);
+        if (preloaded_)
+          decode_image(encoded, shape_, std::span(pixels_).subspan(k * numel, numel), files_[k].string());
+        bytes[k] = encoded.size();
+        checks[k] = detail::crc32(encoded);
       }
     });
   } else {
@@ -139,6 +177,7 @@ ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions 
     }
   }
   for (std::size_t c = 0; c < classes_.size(); ++c) {
+    if (spans[c].count == 0) continue;  // no folder in this split, or past the limit
     std::uint64_t total = 0;
     std::uint32_t crc = 0;
     for (std::size_t k = spans[c].first; k < spans[c].first + spans[c].count; ++k) {
@@ -148,18 +187,18 @@ ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions 
       total += bytes[k];
     }
     fingerprint_.entries.push_back(
-        {classes_[c] + "/", total, fmt::format("{}:{:08x}", preload_ ? "crc32" : "mtime", crc)});
+        {classes_[c] + "/", total, fmt::format("{}:{:08x}", options.preload ? "crc32" : "mtime", crc)});
   }
 }
 
 void ImageFolderDataset::read_image_at(std::int64_t i, std::span<std::uint8_t> out) const {
   const auto k = static_cast<std::size_t>(i);
-  if (preload_) {
+  if (preloaded_) {
     std::copy_n(pixels_.begin() + static_cast<std::ptrdiff_t>(k * out.size()), out.size(), out.begin());
     return;
   }
-  const detail::FileContent f = detail::read_file(files_[k]);
-  decode_image(f.bytes, shape_, out, files_[k].string());
+  // Everything here is local to the call: the loader's workers read concurrently.
+  decode_image(read_image_file(files_[k]), shape_, out, files_[k].string());
 }
 
 }  // namespace tessera::datasets

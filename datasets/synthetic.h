@@ -31,6 +31,8 @@ class SyntheticDataset final : public Dataset {
   ImageShape image_shape() const override { return o_.shape; }
   // The generator's parameters: nothing is read from disk.
   Fingerprint fingerprint() const override;
+  // The class patterns; samples are generated on each read.
+  std::int64_t memory_bytes() const override { return static_cast<std::int64_t>(patterns_.size()); }
 
   // The noiseless pattern of class c, (C, H, W).
   std::span<const std::uint8_t> pattern(std::int64_t c) const;

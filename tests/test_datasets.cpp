@@ -11,8 +11,11 @@
 #include <set>
 #include <thread>
 
+#include <sys/stat.h>
+
 #include "datasets/datasets.h"
 #include "support/test_support.h"
+#include "train/data.h"
 
 // The test writes PNG/BMP/JPEG files and gzip data with stb_image_write's own encoder
 // (compiled in here, privately), independent of the zlib and stb_image the library reads with.
@@ -39,6 +42,15 @@ void write_file(const fs::path& path, const Bytes& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
   BOOST_TEST_REQUIRE(out.good(), "cannot write " << path);
+}
+
+// A file of `size` bytes that starts with `head` and is a hole after it: as large as a
+// test needs, taking no disk space. False where the file system cannot hold that size.
+bool write_sparse_file(const fs::path& path, const Bytes& head, std::uintmax_t size) {
+  write_file(path, head);
+  std::error_code ec;
+  fs::resize_file(path, size, ec);
+  return !ec;
 }
 
 void put_be32(Bytes& b, std::uint32_t v) {
@@ -299,6 +311,54 @@ BOOST_AUTO_TEST_CASE(every_corruption_is_a_data_error_naming_the_file) {
   check_error<IoError>([&] { read_idx_labels(dir.path()); }, {"not a regular file"});
 }
 
+BOOST_AUTO_TEST_CASE(a_gzip_bomb_behind_a_valid_header_is_trailing_data_read_no_further) {
+  test::TempDir dir("idx_bomb");
+  // A valid file, then 1 MiB of zeros, and a broken CRC in the gzip trailer: a reader that
+  // decompressed the whole stream would meet the bad CRC (and, for a real bomb, gigabytes);
+  // one that stops a little past the promised end reports trailing data.
+  Bytes content = idx_images(3, 2, 3, kPixels);
+  content.resize(content.size() + (1 << 20), 0);
+  Bytes bomb = gzip(content);
+  bomb[bomb.size() - 8] ^= 0xff;
+  BOOST_TEST(bomb.size() < 64u << 10);
+  write_file(dir / "bomb-idx3-ubyte.gz", bomb);
+  check_error<DataError>([&] { read_idx_images(dir / "bomb-idx3-ubyte.gz"); },
+                         {"bomb-idx3-ubyte.gz: trailing data: header says 3 images of 2x3 (34 bytes), "
+                          "decompressed size is at least"});
+  // A few bytes past the end are still counted exactly, and a sound trailer is checked.
+  Bytes few = idx_images(3, 2, 3, kPixels);
+  few.push_back(1);
+  write_file(dir / "few.gz", gzip(few));
+  check_error<DataError>([&] { read_idx_images(dir / "few.gz"); }, {"decompressed size is 35 bytes (1 extra)"});
+  Bytes bad_crc = gzip(idx_images(3, 2, 3, kPixels));
+  bad_crc[bad_crc.size() - 8] ^= 0xff;
+  write_file(dir / "bad-crc.gz", bad_crc);
+  check_error<DataError>([&] { read_idx_images(dir / "bad-crc.gz"); }, {"bad-crc.gz", "corrupt gzip"});
+}
+
+BOOST_AUTO_TEST_CASE(a_gzip_file_too_small_for_its_header_is_truncated_before_reading) {
+  test::TempDir dir("idx_gz_small");
+  // Deflate expands a byte into at most about 1032: these ~100 bytes cannot hold 47 MB.
+  write_file(dir / "small.gz", gzip(idx_images(60000, 28, 28, Bytes(100, 0))));
+  check_error<DataError>([&] { read_idx_images(dir / "small.gz"); },
+                         {"small.gz: truncated: header says 60000 images of 28x28 (47040016 bytes), but",
+                          "bytes of gzip decompress to at most"});
+}
+
+BOOST_AUTO_TEST_CASE(a_file_larger_than_the_memory_available_is_refused_before_reading) {
+  test::TempDir dir("idx_memory");
+  // 2^21 images of 2048x2048: 8 TiB, in a file that is almost all hole.
+  const fs::path path = dir / "huge-idx3-ubyte";
+  if (!write_sparse_file(path, idx_images(1u << 21, 2048, 2048, {}), 16 + (std::uintmax_t{1} << 43))) {
+    BOOST_TEST_MESSAGE("the file system holds no 8 TiB sparse file: skipped");
+    return;
+  }
+  check_error<DataError>([&] { read_idx_images(path); },
+                         {"huge-idx3-ubyte: header says 2097152 images of 2048x2048 (8796093022224 bytes): "
+                          "needs 8192.0 GiB of memory, but only",
+                          "is available"});
+}
+
 BOOST_AUTO_TEST_CASE(real_fashion_mnist_and_mnist_load_when_present) {
   const fs::path fashion = "/usr/share/datasets/fashion-mnist";
   if (fs::exists(fashion / "train-images-idx3-ubyte.gz")) {
@@ -388,6 +448,42 @@ BOOST_AUTO_TEST_CASE(bad_batches_are_errors_naming_the_file) {
                        {"no CIFAR-10 train batches", "cifar-10-batches-bin"});
 }
 
+BOOST_AUTO_TEST_CASE(batches_read_in_pieces_keep_the_fingerprint_of_the_whole_file) {
+  test::TempDir dir("cifar_pieces");
+  // 1500 records: more than one read's worth, so the CRC and the records span reads.
+  Bytes content;
+  for (int r = 0; r < 1500; ++r) {
+    content.push_back(static_cast<std::uint8_t>(r % 10));
+    for (int p = 0; p < 3072; ++p) content.push_back(static_cast<std::uint8_t>((r + p) % 251));
+  }
+  write_file(dir / "raw" / "test_batch.bin", content);
+  write_file(dir / "gz" / "test_batch.bin", gzip(content));
+  const auto raw = load_cifar10(dir / "raw", Split::test);
+  const auto gz = load_cifar10(dir / "gz", Split::test);
+  BOOST_TEST(raw->size() == 1500);
+  BOOST_TEST(raw->label(1234) == 4);
+  BOOST_TEST(raw->image(1400)[5] == (1400 + 5) % 251);
+  BOOST_TEST_REQUIRE(raw->fingerprint().entries.size() == 1u);
+  const FingerprintEntry entry = raw->fingerprint().entries[0];
+  BOOST_TEST(entry.bytes == content.size());
+  BOOST_TEST(entry.digest == fmt::format("crc32:{:08x}", reference_crc32(content)));
+  BOOST_TEST((gz->fingerprint() == raw->fingerprint()));
+  BOOST_TEST((gz->image(1400) == raw->image(1400)));
+}
+
+BOOST_AUTO_TEST_CASE(a_batch_larger_than_the_memory_available_is_refused_before_reading) {
+  test::TempDir dir("cifar_memory");
+  // 2^31 records (6 TiB), almost all hole.
+  const std::uintmax_t records = std::uintmax_t{1} << 31;
+  if (!write_sparse_file(dir / "test_batch.bin", cifar_records({3}), records * kCifarRecordBytes)) {
+    BOOST_TEST_MESSAGE("the file system holds no 6 TiB sparse file: skipped");
+    return;
+  }
+  check_error<DataError>([&] { load_cifar10(dir.path(), Split::test); },
+                         {"cifar10/test: 2147483648 CIFAR-10 records in", "test_batch.bin",
+                          "needs 6152.0 GiB of memory, but only"});
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // ==================================================================== image folders
@@ -425,6 +521,14 @@ void make_folder(const fs::path& root) {
   write_file(root / ".hidden" / "x.png", {1, 2, 3});
   write_file(root / "cat" / "._a.png", {1, 2, 3});
   write_file(root / "dog" / ".cache" / "y.png", {1, 2, 3});
+}
+
+// A 4x4 RGB PNG of one colour, told apart by `seed`.
+void write_tiny_png(const fs::path& path, int seed) {
+  const auto v = static_cast<std::uint8_t>(seed * 23 % 256);
+  write_png(path, 4, 4, 3, rgb(4, 4, [&](int x, int y) {
+              return std::array<std::uint8_t, 3>{v, static_cast<std::uint8_t>(x * 60), static_cast<std::uint8_t>(y * 60)};
+            }));
 }
 
 }  // namespace
@@ -519,6 +623,126 @@ BOOST_AUTO_TEST_CASE(bad_folders_and_files_are_errors) {
   check_error<ConfigError>([&] { ImageFolderDataset(none.path(), {}); }, {"height and width"});
 }
 
+BOOST_AUTO_TEST_CASE(a_limit_decodes_only_the_first_images) {
+  test::TempDir dir("imgf_limit");
+  const fs::path root = dir / "train";
+  for (int i = 0; i < 3; ++i) write_tiny_png(root / "cat" / fmt::format("{}.png", i), i);
+  for (int i = 0; i < 2; ++i) write_tiny_png(root / "dog" / fmt::format("{}.png", i), 10 + i);
+  write_file(root / "dog" / "z_broken.jpg", {0xff, 0xd8, 0x00, 0x11});  // the last file
+  check_error<DataError>([&] { ImageFolderDataset(root, {.height = 4, .width = 4}); }, {"z_broken.jpg"});
+  const ImageFolderDataset all(root, {.height = 4, .width = 4, .preload = false});
+  // The first 4 samples, as without a limit (every cat, then the first dog); the broken file
+  // past them is never read.
+  const ImageFolderDataset first(root, {.height = 4, .width = 4, .limit = 4});
+  BOOST_TEST(first.size() == 4);
+  BOOST_TEST(first.preloaded());
+  BOOST_TEST(first.memory_bytes() == 4 * 48);
+  BOOST_TEST((first.class_names() == std::vector<std::string>{"cat", "dog"}));
+  for (std::int64_t i = 0; i < 4; ++i) {
+    BOOST_TEST(first.label(i) == all.label(i));
+    BOOST_TEST((first.image(i) == all.image(i)));
+  }
+  BOOST_TEST(first.label(3) == 1);
+  const DatasetPtr made = make_dataset("image_folder", dir.path(), Split::train,
+                                       {.image_shape = ImageShape{3, 4, 4}, .limit = 4});
+  BOOST_TEST(made->size() == 4);
+  check_error<ConfigError>([&] { make_dataset("image_folder", dir.path(), Split::train,
+                                              {.image_shape = ImageShape{3, 4, 4}, .limit = -1}); },
+                           {"limit", "-1"});
+}
+
+BOOST_AUTO_TEST_CASE(pixels_over_the_preload_budget_are_decoded_on_each_read) {
+  test::TempDir dir("imgf_budget");
+  for (int i = 0; i < 6; ++i) write_tiny_png(dir / (i % 2 ? "dog" : "cat") / fmt::format("{}.png", i), i);
+  write_file(dir / "dog" / "z_broken.jpg", {0xff, 0xd8, 0x00, 0x11});
+  const auto lazy = std::make_shared<ImageFolderDataset>(
+      dir.path(), ImageFolderOptions{.height = 4, .width = 4, .preload_budget = 100});  // 7 x 48 bytes do not fit
+  BOOST_TEST(!lazy->preloaded());
+  BOOST_TEST(lazy->memory_bytes() == 0);
+  check_error<DataError>([&] { lazy->image(6); }, {"z_broken.jpg", "cannot decode"});
+  fs::remove(dir / "dog" / "z_broken.jpg");
+  const auto eager = std::make_shared<ImageFolderDataset>(dir.path(), ImageFolderOptions{.height = 4, .width = 4});
+  const auto lazy_now = std::make_shared<ImageFolderDataset>(
+      dir.path(), ImageFolderOptions{.height = 4, .width = 4, .preload_budget = 100});
+  BOOST_TEST(eager->preloaded());
+  BOOST_TEST(eager->memory_bytes() == 6 * 48);
+  // The fingerprint does not depend on the memory free: both read every file's content.
+  BOOST_TEST((lazy_now->fingerprint() == eager->fingerprint()));
+  // The loader's workers decode concurrently; the batches are those of the preloaded folder.
+  auto batches = [](DatasetPtr d) {
+    DataLoader loader(std::move(d), {.batch_size = 2, .shuffle = true, .seed = 5, .prefetch = 4, .workers = 4});
+    return collect(loader);
+  };
+  BOOST_TEST(same_batches(batches(lazy_now), batches(eager)));
+
+  // The case from the issue: tiny files at a large model size. 90 images of 3x2048x2048 are
+  // 1.1 GiB decoded, over the default budget: nothing is decoded up front.
+  for (int i = 0; i < 90; ++i) write_tiny_png(dir / "big" / "c" / fmt::format("{:02}.png", i), i);
+  const ImageFolderDataset big(dir / "big", {.height = 2048, .width = 2048});
+  BOOST_TEST(!big.preloaded());
+  BOOST_TEST(big.memory_bytes() == 0);
+}
+
+BOOST_AUTO_TEST_CASE(a_test_split_follows_the_training_classes_by_name) {
+  test::TempDir dir("imgf_classes");
+  for (const char* c : {"cat", "dog", "zebra"}) write_tiny_png(dir / "train" / c / "0.png", 1);
+  for (const char* c : {"cat", "zebra"}) write_tiny_png(dir / "test" / c / "0.png", 2);
+  const ImageShape shape{3, 4, 4};
+  const DatasetPtr train = make_dataset("image_folder", dir.path(), Split::train, {.image_shape = shape});
+  const DatasetPtr test = make_dataset("image_folder", dir.path(), Split::test,
+                                       {.image_shape = shape, .classes = train->class_names()});
+  BOOST_TEST((test->class_names() == std::vector<std::string>{"cat", "dog", "zebra"}));
+  BOOST_TEST(test->num_classes() == 3);
+  BOOST_TEST(test->size() == 2);
+  BOOST_TEST(test->label(0) == 0);
+  BOOST_TEST(test->label(1) == 2);  // zebra, as in training (numbered alone it would be 1)
+  BOOST_TEST(test->fingerprint().entries.size() == 2u);
+  // A test class the training split does not have has no label to map to.
+  write_tiny_png(dir / "test" / "horse" / "0.png", 3);
+  check_error<DataError>([&] { make_dataset("image_folder", dir.path(), Split::test,
+                                            {.image_shape = shape, .classes = train->class_names()}); },
+                         {(dir / "test" / "horse").string(), "'horse'", "(cat, dog, zebra)"});
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ==================================================================== untrusted files
+
+BOOST_AUTO_TEST_SUITE(file_types)
+
+BOOST_AUTO_TEST_CASE(fifos_devices_directories_and_dangling_links_are_refused_by_name) {
+  test::TempDir dir("file_types");
+  // A FIFO: a read would wait for a writer forever.
+  const fs::path fifo = dir / "train-images-idx3-ubyte";
+  BOOST_TEST_REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  write_file(dir / "train-labels-idx1-ubyte", idx_labels(kLabels));
+  check_error<IoError>([&] { load_mnist(dir.path(), Split::train); },
+                       {fifo.string() + ": cannot open: a FIFO (named pipe), not a regular file"});
+  // A device where a file is expected, through a link named like an IDX file: never ends.
+  fs::create_symlink("/dev/zero", dir / "t10k-images-idx3-ubyte");
+  write_file(dir / "t10k-labels-idx1-ubyte", idx_labels(kLabels));
+  check_error<IoError>([&] { load_fashion_mnist(dir.path(), Split::test); },
+                       {"t10k-images-idx3-ubyte: cannot open: a character device (a symbolic link to "
+                        "/dev/zero), not a regular file"});
+  fs::create_directory(dir / "a-directory");
+  check_error<IoError>([&] { read_idx_labels(dir / "a-directory"); },
+                       {"a-directory: cannot open: a directory, not a regular file"});
+  fs::create_symlink(dir / "nowhere", dir / "dangling");
+  check_error<IoError>([&] { read_idx_labels(dir / "dangling"); },
+                       {"dangling: cannot open: a dangling symbolic link to", "nowhere"});
+  fs::create_directories(dir / "cifar");
+  fs::create_symlink("/dev/urandom", dir / "cifar" / "test_batch.bin");
+  check_error<IoError>([&] { load_cifar10(dir / "cifar", Split::test); },
+                       {"test_batch.bin: cannot open: a character device"});
+  // An image folder names such an entry when it is listed, preloading or not.
+  write_tiny_png(dir / "images" / "cat" / "a.png", 1);
+  BOOST_TEST_REQUIRE(::mkfifo((dir / "images" / "cat" / "b.png").c_str(), 0600) == 0);
+  for (bool preload : {true, false})
+    check_error<IoError>([&] { ImageFolderDataset(dir / "images", {.height = 4, .width = 4, .preload = preload}); },
+                         {"b.png: cannot read the image: a FIFO (named pipe), not a regular file"});
+  check_error<IoError>([&] { read_image_file("/dev/zero"); }, {"/dev/zero: cannot open: a character device"});
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 // ==================================================================== synthetic, factory, fingerprints
@@ -607,6 +831,55 @@ BOOST_AUTO_TEST_CASE(factory_builds_by_name_and_rejects_unknown_ones) {
   BOOST_TEST(val->size() == 3);
   check_error<IoError>([&] { make_dataset("image_folder", dir.path(), Split::train, {.image_shape = ImageShape{1, 4, 4}}); },
                        {"no train folder"});
+}
+
+BOOST_AUTO_TEST_CASE(memory_bytes_counts_what_each_dataset_holds) {
+  const auto tiny = tiny_dataset(5);  // 5 images of (1,2,2) and 5 int32 labels
+  BOOST_TEST(tiny->memory_bytes() == 5 * 4 + 5 * 4);
+  BOOST_TEST(SubsetDataset(tiny, 2).memory_bytes() == tiny->memory_bytes());
+  test::TempDir dir("memory_bytes");
+  write_file(dir / "imgs", idx_images(3, 2, 3, kPixels));
+  write_file(dir / "lbls", idx_labels(kLabels));
+  BOOST_TEST(load_idx(dir / "imgs", dir / "lbls", 10, "t")->memory_bytes() == 34 + 3 * 4);  // header kept
+  const SyntheticDataset syn({.size = 1000, .num_classes = 4, .shape = {2, 5, 3}});
+  BOOST_TEST(syn.memory_bytes() == 4 * 30);  // the class patterns only
+}
+
+BOOST_AUTO_TEST_CASE(fixed_class_datasets_refuse_another_class_list) {
+  test::TempDir dir("fixed_classes");
+  write_file(dir / "train-images-idx3-ubyte", idx_images(3, 2, 3, kPixels));
+  write_file(dir / "train-labels-idx1-ubyte", idx_labels(kLabels));
+  const std::vector<std::string> digits{"0", "1", "2", "3", "4", "5", "6", "7", "8", "9"};
+  BOOST_TEST(make_dataset("mnist", dir.path(), Split::train, {.classes = digits})->size() == 3);
+  check_error<DataError>([&] { make_dataset("fashion_mnist", dir.path(), Split::train, {.classes = digits}); },
+                         {"fashion_mnist/train", "(T-shirt/top, Trouser", "(0, 1, 2, 3"});
+  write_file(dir / "test_batch.bin", cifar10::cifar_records({1}));
+  check_error<DataError>([&] { make_dataset("cifar10", dir.path(), Split::test, {.classes = digits}); },
+                         {"cifar10/test", "airplane"});
+  BOOST_TEST(make_dataset("synthetic", "", Split::test, {.classes = {"0", "1", "2"}, .size = 9, .num_classes = 3})
+                 ->num_classes() == 3);
+  check_error<DataError>([&] { make_dataset("synthetic", "", Split::test, {.classes = {"0", "1"}, .size = 9, .num_classes = 3}); },
+                         {"synthetic/test", "(0, 1, 2)", "(0, 1)"});
+}
+
+BOOST_AUTO_TEST_CASE(open_dataset_limits_before_decoding_and_follows_the_training_classes) {
+  test::TempDir dir("open_dataset");
+  write_tiny_png(dir / "train" / "cat" / "0.png", 1);
+  write_tiny_png(dir / "train" / "cat" / "1.png", 2);
+  write_tiny_png(dir / "train" / "dog" / "0.png", 3);
+  write_file(dir / "train" / "zebra" / "0.jpg", {0xff, 0xd8, 0x00, 0x11});  // past train_limit: never read
+  write_tiny_png(dir / "test" / "cat" / "0.png", 4);
+  write_tiny_png(dir / "test" / "zebra" / "0.png", 5);
+  const tessera::train::TrainConfig cfg = tessera::train::load_config_string(fmt::format(R"(
+model: {{image_size: 4, patch_size: 2, channels: 3, num_classes: 3, dim: 8, depth: 1, heads: 1, mlp_dim: 8}}
+data: {{dataset: image_folder, root: "{}", train_limit: 3, normalize: none}}
+)", dir.path().string()), "folder.yaml");
+  const DatasetPtr train = tessera::train::open_dataset(cfg, Split::train);
+  BOOST_TEST(train->size() == 3);
+  BOOST_TEST((train->class_names() == std::vector<std::string>{"cat", "dog", "zebra"}));
+  const DatasetPtr test = tessera::train::open_dataset(cfg, Split::test, train->class_names());
+  BOOST_TEST(test->label(1) == 2);
+  BOOST_TEST(tessera::train::open_dataset(cfg, Split::test)->label(1) == 1);  // its own numbering
 }
 
 BOOST_AUTO_TEST_CASE(fingerprints_round_trip_and_report_changed_files) {

@@ -2,10 +2,13 @@
 
 namespace tessera::train {
 
-datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split) {
+datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split,
+                                  const std::vector<std::string>& classes) {
   const ModelConfig& m = cfg.model;
   const datasets::ImageShape want{m.channels, m.image_size[0], m.image_size[1]};
   datasets::DatasetOptions opts;
+  opts.limit = split == datasets::Split::train ? cfg.data.train_limit : cfg.data.test_limit;
+  opts.classes = classes;
   const bool generated = cfg.data.dataset == Dataset::synthetic;
   if (cfg.data.dataset == Dataset::image_folder || generated) opts.image_shape = want;
   if (generated) {
@@ -20,8 +23,6 @@ datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split)
   TESSERA_CHECK(d->num_classes() <= m.num_classes, ConfigError,
                 "model.num_classes: {} has {} classes but the model predicts {}", d->name(), d->num_classes(),
                 m.num_classes);
-  const std::int64_t limit = split == datasets::Split::train ? cfg.data.train_limit : cfg.data.test_limit;
-  if (limit > 0 && limit < d->size()) d = std::make_shared<datasets::SubsetDataset>(d, limit);
   return d;
 }
 

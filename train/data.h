@@ -7,9 +7,14 @@
 
 namespace tessera::train {
 
-// The dataset of one split as the config describes it (limits applied), checked to
-// produce the model's input shape. ConfigError naming the keys when they disagree.
-datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split);
+// The dataset of one split as the config describes it (limits applied before anything is
+// decoded), checked to produce the model's input shape. ConfigError naming the keys when
+// they disagree. `classes`: the class list labels must follow, so that a label means the
+// same class in every split: the training split's class_names() when opening the test
+// split, or the class names a checkpoint stores; empty: the dataset's own. DataError when
+// the split's classes cannot follow it (see datasets::DatasetOptions::classes).
+datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split,
+                                  const std::vector<std::string>& classes = {});
 
 // The normalisation the config asks for: the dataset's standard statistics (MNIST,
 // Fashion-MNIST, CIFAR-10; others computed from `train`), the given ones, or none
