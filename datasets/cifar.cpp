@@ -33,7 +33,7 @@ void check_whole_records(const std::filesystem::path& path, std::uint64_t size) 
 FingerprintEntry read_batch(detail::InputFile& in, std::vector<std::uint8_t>& pixels,
                             std::vector<std::int32_t>& labels) {
   const std::string file = in.path().string();
-  const std::int64_t budget = in.gzipped() ? detail::available_memory_bytes() : 0;
+  const std::int64_t budget = in.gzipped() ? static_cast<std::int64_t>(available_system_memory()) : 0;
   // Whole records per read; fewer for a small file (a fuzzer reads many), still more than
   // it can hold, so that its one read comes back short.
   const std::uint64_t most = in.gzipped() ? in.file_size() * detail::kMaxDeflateRatio : in.file_size();
@@ -48,7 +48,7 @@ FingerprintEntry read_batch(detail::InputFile& in, std::vector<std::uint8_t>& pi
     const std::size_t records = got / kCifarRecordBytes;
     TESSERA_CHECK(!in.gzipped() || in.bytes_read() <= static_cast<std::uint64_t>(budget), DataError,
                   "{}: decompresses to more than {}, the memory available", file,
-                  detail::format_bytes(static_cast<double>(budget)));
+                  format_bytes(static_cast<std::uint64_t>(budget)));
     const std::size_t first = labels.size();
     pixels.resize(pixels.size() + records * kImageBytes);
     labels.resize(first + records);

@@ -133,25 +133,10 @@ std::size_t InputFile::read(std::span<std::uint8_t> out) {
   return got;
 }
 
-std::int64_t available_memory_bytes() {
-  std::ifstream meminfo("/proc/meminfo");
-  std::string key, unit;
-  std::int64_t kb = 0;
-  while (meminfo >> key >> kb >> unit)
-    if (key == "MemAvailable:") return kb * 1024;
-  return static_cast<std::int64_t>(::sysconf(_SC_AVPHYS_PAGES)) * ::sysconf(_SC_PAGESIZE);
-}
-
-std::string format_bytes(double bytes) {
-  constexpr double kMiB = 1 << 20, kGiB = 1 << 30;
-  return bytes < kGiB ? fmt::format("{:.1f} MiB", bytes / kMiB) : fmt::format("{:.1f} GiB", bytes / kGiB);
-}
-
 void check_fits_in_memory(unsigned __int128 bytes, const std::string& what) {
-  const std::int64_t have = available_memory_bytes();
-  TESSERA_CHECK(bytes <= static_cast<unsigned __int128>(std::max<std::int64_t>(have, 0)), DataError,
-                "{}: needs {} of memory, but only {} is available", what,
-                format_bytes(static_cast<double>(bytes)), format_bytes(static_cast<double>(have)));
+  const std::size_t have = available_system_memory();
+  TESSERA_CHECK(bytes <= have, DataError, "{}: needs {} of memory, but only {} is available", what,
+                format_bytes(bytes >> 64 ? UINT64_MAX : static_cast<std::uint64_t>(bytes)), format_bytes(have));
 }
 
 std::uint32_t crc32(std::span<const std::uint8_t> bytes, std::uint32_t crc) {

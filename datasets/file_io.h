@@ -58,11 +58,6 @@ std::string not_a_regular_file(const std::filesystem::path& path);
 // match in 2 bits), so a gzip file of n bytes promising more is truncated or hostile.
 inline constexpr std::uint64_t kMaxDeflateRatio = 1032;
 
-// MemAvailable from /proc/meminfo (what can be allocated without swapping), or the free
-// physical pages where that file cannot be read.
-std::int64_t available_memory_bytes();
-// "12.3 MiB" below 1 GiB, "4.5 GiB" from there on.
-std::string format_bytes(double bytes);
 // DataError "<what>: needs <bytes> of memory, but only <available> is available" when
 // `bytes` is more than the memory available now.
 void check_fits_in_memory(unsigned __int128 bytes, const std::string& what);

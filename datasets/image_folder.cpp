@@ -146,7 +146,7 @@ ImageFolderDataset::ImageFolderDataset(const fs::path& root, ImageFolderOptions 
 
   const std::int64_t n = size();
   const auto numel = static_cast<std::size_t>(shape_.numel());
-  const std::int64_t budget = std::min(options.preload_budget, detail::available_memory_bytes() / 4);
+  const std::int64_t budget = std::min(options.preload_budget, static_cast<std::int64_t>(available_system_memory() / 4));
   preloaded_ = options.preload &&
                static_cast<unsigned __int128>(n) * numel <= static_cast<unsigned __int128>(std::max<std::int64_t>(budget, 0));
   // Per-file checksums: of the content when preloading was asked for (whether or not the

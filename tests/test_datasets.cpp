@@ -355,7 +355,7 @@ BOOST_AUTO_TEST_CASE(a_file_larger_than_the_memory_available_is_refused_before_r
   }
   check_error<DataError>([&] { read_idx_images(path); },
                          {"huge-idx3-ubyte: header says 2097152 images of 2048x2048 (8796093022224 bytes): "
-                          "needs 8192.0 GiB of memory, but only",
+                          "needs 8.0 TiB of memory, but only",
                           "is available"});
 }
 
@@ -481,7 +481,7 @@ BOOST_AUTO_TEST_CASE(a_batch_larger_than_the_memory_available_is_refused_before_
   }
   check_error<DataError>([&] { load_cifar10(dir.path(), Split::test); },
                          {"cifar10/test: 2147483648 CIFAR-10 records in", "test_batch.bin",
-                          "needs 6152.0 GiB of memory, but only"});
+                          "needs 6.0 TiB of memory, but only"});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

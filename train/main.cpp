@@ -17,7 +17,6 @@
 #include "ops/cpu_info.h"
 #include "ops/kernels.h"
 #include "train/data.h"
-#include "train/input_file.h"
 #include "train/memory.h"
 #include "train/trainer.h"
 
@@ -116,7 +115,7 @@ int run_eval(const std::string& config, const std::vector<std::string>& sets, co
   TESSERA_CHECK(diffs.empty(), ts::ConfigError, "eval: {} holds a different model than {}: {}", checkpoint, config,
                 tt::format_differences(diffs));
   auto model = load_model(cfg, ck);
-  const ts::datasets::DatasetPtr test = tt::open_dataset(cfg, ts::datasets::Split::test);
+  const ts::datasets::DatasetPtr test = tt::open_dataset(cfg, ts::datasets::Split::test, ck.info.class_names);
   ts::datasets::DataLoader loader =
       tt::make_loader(cfg, test, {ck.info.normalize_mean, ck.info.normalize_std}, false);
   const tt::EvalResult r = tt::evaluate(*model, loader, cfg.train.device);
@@ -138,7 +137,6 @@ int run_predict(const std::string& checkpoint, const std::vector<std::string>& i
   tt::check_memory("predict", {{"weights", probe.weights, ""},
                                {fmt::format("a batch of {} images", std::min(n, kBatch)),
                                 probe.evaluation(std::min(n, kBatch)), ""}});
-  constexpr std::uint64_t kMaxImageFileBytes = std::uint64_t{256} << 20;
   const std::int64_t plane = shape.height * shape.width, classes = cfg.model.num_classes;
   const std::int64_t k = std::min<std::int64_t>(top_k, classes);
   std::vector<std::uint8_t> decoded(static_cast<std::size_t>(pixels));
@@ -148,9 +146,7 @@ int run_predict(const std::string& checkpoint, const std::vector<std::string>& i
     std::vector<float> batch(static_cast<std::size_t>(count * pixels));
     for (std::int64_t i = 0; i < count; ++i) {
       const std::string& file = images[static_cast<std::size_t>(first + i)];
-      const std::string bytes = ts::io::read_regular_file(file, kMaxImageFileBytes, "predict");
-      const std::span<const std::uint8_t> encoded(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
-      ts::datasets::decode_image(encoded, shape, decoded, file);
+      ts::datasets::decode_image(ts::datasets::read_image_file(file), shape, decoded, file);
       for (std::int64_t j = 0; j < pixels; ++j) {
         const std::size_t c = static_cast<std::size_t>(j / plane);
         const double v = decoded[j] / 255.0;

@@ -262,7 +262,7 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
 
   // Data first: a missing or corrupt file should fail before anything is written.
   const datasets::DatasetPtr train_set = open_dataset(cfg, datasets::Split::train);
-  const datasets::DatasetPtr test_set = open_dataset(cfg, datasets::Split::test);
+  const datasets::DatasetPtr test_set = open_dataset(cfg, datasets::Split::test, train_set->class_names());
   const datasets::ChannelStats stats = normalization(cfg, *train_set);
   datasets::DataLoader train_loader = make_loader(cfg, train_set, stats, true);
   datasets::DataLoader test_loader = make_loader(cfg, test_set, stats, false);
