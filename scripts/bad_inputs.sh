@@ -54,7 +54,34 @@ echo 'not an image' > note.png
 printf 'P5\n3 0\n255\n' > flat.pgm
 printf 'P5\n20000 20000\n255\n' > huge.pgm
 touch afile
-for d in truncated badmagic badlabel shortlabels; do echo "$mnist$d}" > "$d.yaml"; done
+# A gzipped IDX file whose valid 100-image header hides 200 MB of zeros (a decompression bomb).
+{ printf '\x00\x00\x08\x03\x00\x00\x00\x64\x00\x00\x00\x1c\x00\x00\x00\x1c'; head -c 200000000 /dev/zero; } | gzip -1 > bomb.gz
+mnist_copy bomb && rm bomb/t10k-images-idx3-ubyte && mv bomb.gz bomb/t10k-images-idx3-ubyte.gz
+# Image folders whose splits disagree on the classes.
+pgm() { mkdir -p "$(dirname "$1")" && printf 'P5\n4 4\n255\n%s' "$(head -c 16 /dev/urandom | tr '\0' '\1')" > "$1"; }
+for c in cat dog zebra; do pgm "folders/train/$c/a.png"; done  # PGM bytes: decoders go by content
+for c in cat horse; do pgm "folders/test/$c/a.png"; done
+folders='model: {image_size: 4, patch_size: 2, channels: 1, num_classes: 3, dim: 8, depth: 1, heads: 1, mlp_dim: 8}
+schedule: {warmup_epochs: 0}
+train: {epochs: 1, output_dir: frun}
+data: {dataset: image_folder, root: folders}'
+echo "$folders" > folders.yaml
+mkfifo fifo.yaml fifo.safetensors
+ln -s /dev/zero zero.png
+# Checkpoints with NaN weights, and with finite weights so large that the next step overflows.
+cp run/last.safetensors nan.safetensors
+cp -r run poisoned
+python3 - nan.safetensors poisoned/last.safetensors <<'PY'
+import json, struct, sys
+for path, value in zip(sys.argv[1:], (float("nan"), 3e38)):
+    with open(path, "r+b") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        entry = json.loads(f.read(n))["head.weight"]
+        begin, end = entry["data_offsets"]
+        f.seek(8 + n + begin)
+        f.write(struct.pack("<f", value) * ((end - begin) // 4))
+PY
+for d in truncated badmagic badlabel shortlabels bomb; do echo "$mnist$d}" > "$d.yaml"; done
 echo "${mnist}nowhere}" > missing_data.yaml
 echo "${mnist}$MNIST}" > mnist.yaml
 
@@ -102,3 +129,22 @@ try "resume with another model" train tiny.yaml --set model.dim=32 --resume run
 try "undecodable image" predict --checkpoint run/last.safetensors note.png
 try "image with a zero side (aborted stb; found by fuzzing)" predict --checkpoint run/last.safetensors flat.pgm
 try "a 19-byte image claiming 20000×20000 pixels (found by fuzzing)" predict --checkpoint run/last.safetensors huge.pgm
+try "a number far beyond its key's range (wrapped a byte count: segfault)" summary tiny.yaml --set model.mlp_dim=1152921504606846980
+try "200,000 threads (segfault)" train tiny.yaml --set train.threads=200000
+try "a warm-up of 1e300 epochs" train tiny.yaml --set schedule.warmup_epochs=1e300
+try "a shift of 3e9 pixels" train tiny.yaml --set data.augment.random_shift=3000000000
+try "no classes to show" predict --checkpoint run/last.safetensors note.png --top-k 0
+"$TESSERA" train tiny.yaml --set data.synthetic.train_size=200000 --set train.output_dir=busy >/dev/null 2>&1 &
+busy=$!
+until grep -qs ' step ' busy/train.log; do sleep 0.1; done
+try "a second run into a busy directory" train tiny.yaml --set data.synthetic.train_size=200000 --set train.output_dir=busy
+kill "$busy"; wait "$busy" 2>/dev/null
+try "resume with another batch size, seed and data size" train tiny.yaml --resume run --set train.batch_size=16 --set train.seed=3 --set data.synthetic.train_size=32
+try "evaluation batches too big for memory" train tiny.yaml --set model.patch_size=2 --set model.heads=16 --set train.eval_batch_size=1000000 --set train.output_dir=evalbig
+try "a gzip bomb behind a valid IDX header" train bomb.yaml
+try "a test class the training split lacks" train folders.yaml
+try "a FIFO as the config" summary fifo.yaml
+try "a FIFO as the checkpoint" eval tiny.yaml --checkpoint fifo.safetensors
+try "/dev/zero as an image" predict --checkpoint run/last.safetensors zero.png
+try "a checkpoint of NaN weights" eval tiny.yaml --checkpoint nan.safetensors
+try "a loss that overflows (stderr and train.log say why)" train tiny.yaml --set train.epochs=2 --resume poisoned --set train.output_dir=poisoned

@@ -3,13 +3,13 @@
 # build-fuzz/ and runs each for SECONDS (default 30) from its committed seed corpus
 # (tests/fuzz/corpus/<target>); new inputs go to build-fuzz/corpus/<target>, findings to
 # build-fuzz/findings/. Exits non-zero on any crash, leak, hang or failed property.
-# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (targets: idx cifar config safetensors image)
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET...]   (targets: idx cifar config safetensors image cli)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 seconds=${1:-30}
 shift || true
 targets=("$@")
-((${#targets[@]})) || targets=(idx cifar config safetensors image)
+((${#targets[@]})) || targets=(idx cifar config safetensors image cli)
 
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
   -DTESSERA_FUZZ=ON -DTESSERA_SANITIZE=address,undefined -DTESSERA_CUDA=OFF -DTESSERA_BUILD_TESTS=OFF >/dev/null

@@ -59,26 +59,8 @@ tt::TrainOptions quiet() {
   return options;
 }
 
-struct CommandResult {
-  int status = -1;
-  std::string out, err;
-};
-
-// Runs the tessera binary with arguments, capturing stdout and stderr.
-CommandResult run_cli(const std::vector<std::string>& args, const fs::path& dir) {
-  const fs::path out = dir / "stdout.txt", err = dir / "stderr.txt";
-  std::string cmd = std::string(TESSERA_BINARY_DIR) + "/tessera";
-  for (const std::string& a : args) cmd += " '" + a + "'";
-  cmd += " > '" + out.string() + "' 2> '" + err.string() + "'";
-  const int raw = std::system(cmd.c_str());
-  auto slurp = [](const fs::path& p) {
-    std::ifstream in(p);
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  };
-  return {WIFEXITED(raw) ? WEXITSTATUS(raw) : -1, slurp(out), slurp(err)};
-}
+using test::CommandResult;
+using test::run_cli;
 
 }  // namespace
 

@@ -78,6 +78,13 @@ put("image", "rgb.png", b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBB
     chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
 put("image", "not_an_image", b"hello")
 
+# Command lines, one argument per line: each command with its options, and a few bad ones.
+put("cli", "train", b"train\nconfigs/mnist_vit.yaml\n--set\noptim.lr=3e-4\n")
+put("cli", "eval", b"eval\nconfigs/mnist_vit.yaml\n--checkpoint\n")
+put("cli", "predict", b"predict\n--checkpoint\nruns/x/best.safetensors\n--top-k\n0\nimg.png\n")
+put("cli", "bench", b"bench\n--preset\nmnist\n--steps\n3\n--threads\n2\n--profile\n")
+put("cli", "version", b"--version\n")
+
 # Inputs the fuzzers found (docs/hardening.md), kept so every fuzz pass replays them.
 put("config", "regression_leading_comma", b",ptm\xf8i=r.l3e\xbc\xca,4")          # hung yaml-cpp's LoadAll
 put("image", "regression_zero_height.pgm", b"P5\n3 \x14\xdc")                    # 3x0 image: stb resize assert

@@ -1,0 +1,373 @@
+#include "train/cli.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <cstring>
+#include <cstdio>
+#include <fstream>
+#include <iterator>
+#include <sstream>
+
+#include <CLI/CLI.hpp>
+
+#include "autograd/gradcheck.h"
+#include "bench/bench.h"
+#include "datasets/image_folder.h"
+#include "ops/cpu_info.h"
+#include "ops/kernels.h"
+#include "train/data.h"
+#include "train/memory.h"
+#include "train/trainer.h"
+
+namespace ts = tessera;
+namespace tt = tessera::train;
+namespace fs = std::filesystem;
+namespace cli = tessera::cli;
+
+namespace {
+
+// The signal that asked the run to stop (0: none). The first one lets the run finish its
+// step and write a checkpoint; a second one ends the process at once.
+std::atomic<int> g_stop{0};
+// Written by the handler with async-signal-safe calls only, so prepared beforehand.
+char g_second_signal_note[2048];
+char g_run_log[4096];
+
+extern "C" void on_stop_signal(int signal) {
+  int none = 0;
+  if (g_stop.compare_exchange_strong(none, signal)) return;
+  const std::size_t n = std::strlen(g_second_signal_note);
+  (void)!::write(STDERR_FILENO, g_second_signal_note, n);
+  if (g_run_log[0] != '\0') {
+    const int fd = ::open(g_run_log, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+      (void)!::write(fd, g_second_signal_note, n);
+      ::close(fd);
+    }
+  }
+  ::_exit(128 + signal);
+}
+
+// Every signal that would end the process and can be caught stops the run with a checkpoint;
+// SIGPIPE and SIGXFSZ are ignored so that a closed pipe or a file-size limit becomes a failed
+// write with a message rather than a silent death.
+void install_stop_handlers(const fs::path& output_dir) {
+  fmt::format_to_n(g_second_signal_note, sizeof g_second_signal_note - 1,
+                   "tessera: a second signal: stopped at once, without a new checkpoint; continue from the last "
+                   "one with --resume {}\n",
+                   output_dir.string());
+  const std::string log = (output_dir / tt::kLogFile).string();
+  if (log.size() < sizeof g_run_log) std::memcpy(g_run_log, log.c_str(), log.size() + 1);
+  struct sigaction sa {};
+  sa.sa_handler = on_stop_signal;
+  sigemptyset(&sa.sa_mask);
+  for (const int sig : {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGALRM, SIGXCPU, SIGVTALRM, SIGPROF,
+                        SIGPWR})
+    sigaction(sig, &sa, nullptr);
+  std::signal(SIGPIPE, SIG_IGN);
+  std::signal(SIGXFSZ, SIG_IGN);
+}
+
+// Writes and flushes, ignoring failure: a message to a closed terminal or a broken pipe is
+// lost, not a reason to fail (the run directory's train.log keeps the run's own).
+void say(std::FILE* f, const std::string& text) noexcept {
+  std::fwrite(text.data(), 1, text.size(), f);
+  std::fflush(f);
+}
+
+// Descriptors 0-2 closed by whoever started us would be handed to the next files opened
+// (a checkpoint, the lock), and what is printed would land in them: keep them taken.
+void keep_standard_descriptors_open() {
+  for (int fd = 0; fd <= 2; ++fd)
+    if (::fcntl(fd, F_GETFD) < 0 && errno == EBADF) {
+      const int null = ::open("/dev/null", fd == 0 ? O_RDONLY : O_WRONLY);
+      if (null >= 0 && null != fd) {
+        ::dup2(null, fd);
+        ::close(null);
+      }
+    }
+}
+
+tt::TrainConfig read_config(const std::string& file, const std::vector<std::string>& sets) {
+  std::vector<tt::ConfigOverride> overrides;
+  for (const std::string& s : sets) overrides.push_back(tt::parse_override(s));
+  return tt::load_config(file, overrides);
+}
+
+tt::TrainConfig config_of(const tt::Checkpoint& ck, const fs::path& file) {
+  return tt::load_config_string(ck.info.config_yaml, file.string() + " (config)");
+}
+
+int run_train(const cli::Args& a) {
+  const tt::TrainConfig cfg = read_config(a.config, a.sets);
+  install_stop_handlers(cfg.train.output_dir);
+  tt::TrainOptions opts;
+  if (!a.resume.empty()) opts.resume = a.resume;
+  opts.stop = &g_stop;
+  const tt::TrainResult r = tt::train(cfg, opts);
+  switch (r.status) {
+    case tt::TrainResult::Status::finished:
+      say(stdout, fmt::format("checkpoints and metrics.jsonl in {}\n", cfg.train.output_dir.string()));
+      return 0;
+    case tt::TrainResult::Status::interrupted:
+      say(stderr, fmt::format("tessera: {}\n", r.message));
+      return g_stop.load() > 0 ? 128 + g_stop.load() : 130;  // 130: stopped without a signal (stop_at_step)
+    case tt::TrainResult::Status::diverged:
+      say(stderr, fmt::format("tessera: error: {}\n", r.message));
+      return 1;
+  }
+  return 1;
+}
+
+// A checkpoint's model, loaded, on the config's device, in eval mode.
+std::unique_ptr<ts::models::ViT> load_model(const tt::TrainConfig& cfg, const tt::Checkpoint& ck) {
+  auto model = tt::build_model(cfg);
+  model->load_state_dict(ck.model);
+  model->eval();
+  return model;
+}
+
+int run_eval(const cli::Args& a) {
+  const std::string &config = a.config, &checkpoint = a.checkpoint;
+  const tt::TrainConfig cfg = read_config(config, a.sets);
+  tt::set_threads(cfg.train.threads);
+  const tt::Checkpoint ck = tt::load_checkpoint(checkpoint);
+  const std::vector<tt::ConfigDifference> diffs = tt::model_differences(config_of(ck, checkpoint), cfg);
+  TESSERA_CHECK(diffs.empty(), ts::ConfigError, "eval: {} holds a different model than {}: {}", checkpoint, config,
+                tt::format_differences(diffs));
+  auto model = load_model(cfg, ck);
+  const ts::datasets::DatasetPtr test = tt::open_dataset(cfg, ts::datasets::Split::test, ck.info.class_names);
+  ts::datasets::DataLoader loader =
+      tt::make_loader(cfg, test, {ck.info.normalize_mean, ck.info.normalize_std}, false);
+  const tt::EvalResult r = tt::evaluate(*model, loader, cfg.train.device);
+  fmt::print("{}: {} test images, loss {:.4f}, accuracy {:.2f}%\n", checkpoint, r.samples, r.loss, 100 * r.accuracy);
+  return 0;
+}
+
+int run_predict(const cli::Args& a) {
+  const std::string& checkpoint = a.checkpoint;
+  const std::vector<std::string>& images = a.images;
+  const tt::Checkpoint ck = tt::load_checkpoint(checkpoint);
+  tt::TrainConfig cfg = config_of(ck, checkpoint);
+  cfg.train.device = ts::Device::cpu();
+  tt::set_threads(cfg.train.threads);
+  auto model = load_model(cfg, ck);
+  const ts::datasets::ImageShape shape{cfg.model.channels, cfg.model.image_size[0], cfg.model.image_size[1]};
+  // Images go through the model a batch at a time: memory stays bounded however many are given.
+  constexpr std::int64_t kBatch = 32;
+  const std::int64_t n = static_cast<std::int64_t>(images.size()), pixels = shape.numel();
+  const tt::MemoryProbe probe = tt::probe_memory(*model, shape.shape(), /*with_training=*/false);
+  tt::check_memory("predict", {{"weights", probe.weights, ""},
+                               {fmt::format("a batch of {} images", std::min(n, kBatch)),
+                                probe.evaluation(std::min(n, kBatch)), ""}});
+  const std::int64_t plane = shape.height * shape.width, classes = cfg.model.num_classes;
+  const std::int64_t k = std::min<std::int64_t>(a.top_k, classes);
+  std::vector<std::uint8_t> decoded(static_cast<std::size_t>(pixels));
+  ts::NoGradGuard no_grad;
+  for (std::int64_t first = 0; first < n; first += kBatch) {
+    const std::int64_t count = std::min(kBatch, n - first);
+    std::vector<float> batch(static_cast<std::size_t>(count * pixels));
+    for (std::int64_t i = 0; i < count; ++i) {
+      const std::string& file = images[static_cast<std::size_t>(first + i)];
+      ts::datasets::decode_image(ts::datasets::read_image_file(file), shape, decoded, file);
+      for (std::int64_t j = 0; j < pixels; ++j) {
+        const std::size_t c = static_cast<std::size_t>(j / plane);
+        const double v = decoded[j] / 255.0;
+        batch[i * pixels + j] = static_cast<float>(
+            ck.info.normalize_mean.empty() ? v : (v - ck.info.normalize_mean[c]) / ck.info.normalize_std[c]);
+      }
+    }
+    const ts::Tensor probs =
+        ts::softmax((*model)(ts::from_vector(batch, {count, shape.channels, shape.height, shape.width})), -1);
+    const std::vector<float> p = probs.to_vector<float>();
+    for (std::int64_t i = 0; i < count; ++i) {
+      std::vector<std::int64_t> order(static_cast<std::size_t>(classes));
+      std::iota(order.begin(), order.end(), 0);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(),
+                        [&](auto a, auto b) { return p[i * classes + a] > p[i * classes + b]; });
+      fmt::print("{}:", images[static_cast<std::size_t>(first + i)]);
+      for (std::int64_t j = 0; j < k; ++j) {
+        const auto c = static_cast<std::size_t>(order[j]);
+        fmt::print(" {} {:.2f}%{}", c < ck.info.class_names.size() ? ck.info.class_names[c] : std::to_string(c),
+                   100 * p[i * classes + order[j]], j + 1 < k ? "," : "");
+      }
+      fmt::print("\n");
+    }
+  }
+  return 0;
+}
+
+int run_summary(const cli::Args& a) {
+  tt::TrainConfig cfg = read_config(a.config, a.sets);
+  cfg.train.device = ts::Device::cpu();
+  auto model = tt::build_model(cfg);
+  const ts::Tensor sample = ts::zeros({1, cfg.model.channels, cfg.model.image_size[0], cfg.model.image_size[1]});
+  fmt::print("{}", ts::nn::summary(*model, [&] { (*model)(sample); }));
+  return 0;
+}
+
+int run_gradcheck(const cli::Args& a) {
+  const int samples = a.samples;
+  tt::TrainConfig cfg = read_config(a.config, a.sets);
+  cfg.train.device = ts::Device::cpu();
+  tt::set_threads(cfg.train.threads);
+  auto model = tt::build_model(cfg);
+  model->eval();  // dropout off: the function must be deterministic
+  model->to(ts::DType::f64);
+  ts::Generator gen(cfg.train.seed);
+  const ts::Tensor images = ts::randn({2, cfg.model.channels, cfg.model.image_size[0], cfg.model.image_size[1]},
+                                      {.dtype = ts::DType::f64}, gen);
+  const ts::Tensor labels = ts::randint({2}, cfg.model.num_classes, gen);
+  const ts::nn::NamedTensors named = model->named_parameters();
+  std::vector<ts::Tensor> inputs{images};
+  for (const auto& [name, p] : named) inputs.push_back(p);
+  fmt::print("gradient check of the configured ViT in f64 ({} parameters, batch 2, {} elements per tensor)\n",
+             model->num_parameters(), samples);
+  const ts::GradcheckResult r = ts::gradcheck(
+      [&](const std::vector<ts::Tensor>&) { return ts::cross_entropy((*model)(images), labels); }, inputs,
+      {.max_per_input = samples});
+  std::size_t width = 9;
+  for (const auto& [name, p] : named) width = std::max(width, name.size());
+  fmt::print("{:<{}}  {:>7}  {:>12}  {}\n", "parameter", width, "checked", "max rel err", "");
+  double worst = 0;
+  for (const ts::GradcheckInputReport& rep : r.inputs) {
+    const std::string& name = named[static_cast<std::size_t>(rep.input - 1)].first;
+    worst = std::max(worst, rep.max_rel_error);
+    fmt::print("{:<{}}  {:>7}  {:>12.3e}  {}\n", name, width, rep.checked, rep.max_rel_error, rep.ok ? "ok" : "FAIL");
+  }
+  fmt::print("worst relative error {:.3e}: {}\n", worst, r.ok ? "all gradients match" : "MISMATCH");
+  return r.ok ? 0 : 1;
+}
+
+int run_bench(const cli::Args& a) { return ts::bench::run(a.bench); }
+
+void config_options(CLI::App& cmd, cli::Args& a) {
+  cmd.add_option("CONFIG", a.config, "YAML config file")->required()->check(CLI::ExistingFile);
+  cmd.add_option("--set", a.sets, "override a key: --set optim.lr=3e-4 (repeatable)");
+}
+
+// Every command once: its name, its help line, its options and what runs it.
+struct Command {
+  const char* name;
+  const char* help;
+  void (*options)(CLI::App&, cli::Args&);
+  int (*run)(const cli::Args&);
+};
+
+const Command kCommands[] = {
+    {"train", "train a model from a config",
+     [](CLI::App& c, cli::Args& a) {
+       config_options(c, a);
+       c.add_option("--resume", a.resume, "continue the run in this output directory (or from this checkpoint)");
+     },
+     run_train},
+    {"eval", "evaluate a checkpoint on the config's test split",
+     [](CLI::App& c, cli::Args& a) {
+       config_options(c, a);
+       c.add_option("--checkpoint", a.checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
+     },
+     run_eval},
+    {"predict", "classify images with a checkpoint",
+     [](CLI::App& c, cli::Args& a) {
+       c.add_option("--checkpoint", a.checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
+       c.add_option("IMAGE", a.images, "PNG/JPEG/BMP files")->required()->check(CLI::ExistingFile);
+       c.add_option("--top-k", a.top_k, "classes to show per image")->check(CLI::Range(1, 1 << 20));
+     },
+     run_predict},
+    {"summary", "print the configured model's layers and parameter count", config_options, run_summary},
+    {"gradcheck", "gradient-check the configured model in f64",
+     [](CLI::App& c, cli::Args& a) {
+       config_options(c, a);
+       c.add_option("--samples", a.samples, "elements checked per parameter tensor")->check(CLI::Range(1, 1 << 20));
+     },
+     run_gradcheck},
+    {"bench", "training and inference throughput (the PyTorch peer's presets)",
+     [](CLI::App& c, cli::Args& a) {
+       ts::bench::BenchOptions& b = a.bench;
+       c.add_option("--preset", b.presets, "seed, mnist, tiny (repeatable; default all)");
+       c.add_option("--steps", b.steps, "timed steps per measure")->check(CLI::Range(1, 1 << 20));
+       c.add_option("--threads", b.threads, "threads (0: all cores)")->check(CLI::Range(0, 256));
+       c.add_flag("--profile", b.profile, "per-op time breakdown of a training step");
+       c.add_flag("--matmul", b.matmul, "matmul GFLOP/s in f32 and bf16");
+       c.add_flag("--bf16", b.bf16, "mixed precision: bf16 linear layers, f32 master weights");
+     },
+     run_bench},
+};
+
+// A user's argument quoted for a message, cut to a sane length.
+std::string echo(std::string_view s) {
+  return s.size() > 60 ? fmt::format("{}...", s.substr(0, 57)) : std::string(s);
+}
+
+std::string command_names() {
+  std::vector<std::string> names;
+  for (const Command& c : kCommands) names.emplace_back(c.name);
+  return fmt::format("{} and {}", fmt::join(names.begin(), names.end() - 1, ", "), names.back());
+}
+
+}  // namespace
+
+namespace tessera::cli {
+
+Parsed parse(const std::vector<std::string>& args) {
+  CLI::App app{"Tessera: train and run Vision Transformers from a YAML config", "tessera"};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", [] {
+    return fmt::format("tessera {} ({} build{})\ncpu: {}", TESSERA_VERSION, TESSERA_NATIVE_BUILD ? "native" : "portable",
+                       ts::cuda_built() ? ", CUDA backend" : "", ts::cpu_summary());
+  });
+  Parsed p;
+  std::vector<std::pair<CLI::App*, const Command*>> commands;
+  for (const Command& c : kCommands) {
+    CLI::App* sub = app.add_subcommand(c.name, c.help);
+    c.options(*sub, p.args);
+    commands.emplace_back(sub, &c);
+  }
+  std::vector<std::string> reversed(args.rbegin(), args.rend());  // CLI11 takes them last first
+  try {
+    app.parse(reversed);
+  } catch (const CLI::ParseError& e) {
+    std::ostringstream out, err;
+    p.status = app.exit(e, out, err);
+    p.output = out.str();
+    if (p.status == 0) return p;  // --help, --version
+    p.status = 2;
+    if (app.get_subcommands().empty()) {
+      // CLI11 reports an unknown command as a missing one; name it.
+      const bool unknown = !args.empty() && !args.front().starts_with('-');
+      p.error = fmt::format("tessera: error: {} (see tessera --help)\n",
+                            unknown ? fmt::format("unknown command '{}'; the commands are {}", echo(args.front()),
+                                                  command_names())
+                                    : std::string(e.what()));
+    } else {
+      p.error = fmt::format("tessera: error: {} (see tessera {} --help)\n", e.what(),
+                            app.get_subcommands().front()->get_name());
+    }
+    return p;
+  }
+  for (const auto& [sub, command] : commands)
+    if (*sub) p.run = command->run;
+  return p;
+}
+
+int main(int argc, char** argv) {
+  keep_standard_descriptors_open();
+  const Parsed p = parse(std::vector<std::string>(argv + 1, argv + argc));
+  say(stdout, p.output);
+  say(stderr, p.error);
+  if (!p.run) return p.status;
+  try {
+    ts::require_supported_cpu("");
+    return p.run(p.args);
+  } catch (const ts::ConfigError& e) {
+    say(stderr, fmt::format("tessera: error: {}\n", e.what()));
+    return 2;
+  } catch (const std::exception& e) {
+    say(stderr, fmt::format("tessera: error: {}\n", e.what()));
+    return 1;
+  }
+}
+
+}  // namespace tessera::cli
