@@ -18,6 +18,7 @@ constexpr std::size_t kDefaultCacheLimit = std::size_t{4} << 30;
 void* aligned_raw_alloc(std::size_t bytes) { return std::aligned_alloc(kAlignment, bytes); }
 void aligned_raw_free(void* p) { std::free(p); }
 
+bool g_device_backends[2] = {true, false};  // the CPU's is always there
 Allocator* g_device_allocators[2] = {nullptr, nullptr};
 DeviceCopyFn g_device_copy[2] = {nullptr, nullptr};
 
@@ -154,6 +155,10 @@ std::size_t available_system_memory() {
   const long pages = ::sysconf(_SC_AVPHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
   return pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : 0;
 }
+
+void register_device_backend(DeviceType type) { g_device_backends[static_cast<int>(type)] = true; }
+bool cuda_built() { return g_device_backends[static_cast<int>(DeviceType::cuda)]; }
+bool cuda_available() { return g_device_allocators[static_cast<int>(DeviceType::cuda)] != nullptr; }
 
 void register_device_allocator(DeviceType type, Allocator* allocator) {
   g_device_allocators[static_cast<int>(type)] = allocator;

@@ -68,6 +68,13 @@ class CachingAllocator final : public Allocator {
   AllocatorStats stats_;
 };
 
+// The device layer. A backend registers itself when the library is loaded, and its
+// allocator and copy function when it can run here (the CUDA backend: a usable GPU).
+void register_device_backend(DeviceType type);
+// Was the library built with the CUDA backend, and is a GPU usable now?
+bool cuda_built();
+bool cuda_available();
+
 // The allocator for a device. The CPU one always exists; the CUDA one is registered
 // by the CUDA backend when it is built and a GPU is present.
 Allocator& allocator_for(Device device);

@@ -1,6 +1,6 @@
 // self_attention: the fused CPU kernel with its gradient, and the composed version.
 // Letters: B batch, N tokens, D width, H heads, E = D / H head size.
-#include "ops/cpu/attention.h"
+#include "ops/kernels.h"
 #include "ops/op_utils.h"
 #include "ops/ops.h"
 
@@ -39,21 +39,21 @@ Tensor self_attention(const Tensor& qkv, std::int64_t heads, double scale, Atten
   check_qkv(qkv, heads);
   TESSERA_CHECK(opts.dropout >= 0.0 && opts.dropout < 1.0, Error,
                 "self_attention: dropout must be in [0, 1), got {}", opts.dropout);
-  if (!qkv.device().is_cpu()) return self_attention_composed(qkv, heads, scale, opts);
+  if (!has_fused_attention(qkv.device())) return self_attention_composed(qkv, heads, scale, opts);
   const std::int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3;
-  cpu::AttentionDropout drop;
+  AttentionDropout drop;
   if (opts.dropout > 0.0 && opts.training) {
     Generator& gen = opts.generator ? *opts.generator : default_generator();
     drop = {opts.dropout, gen.seed(), gen.reserve(static_cast<std::uint64_t>(B * heads * N * N))};
   }
   Tensor out = detail::empty_like_shape({B, N, D}, qkv);
   Tensor probs = detail::empty_like_shape({B, heads, N, N}, qkv);
-  cpu::attention_forward(qkv, heads, scale, drop, out, probs);
+  kernels::attention_forward(qkv, heads, scale, drop, out, probs);
   if (opts.weights) *opts.weights = probs;
   if (needs_recording({&qkv}))
     record("self_attention", {qkv}, out, [heads, scale, drop, probs, qv = qkv.detach()](const Tensor& dout) {
       Tensor dqkv = empty_like(qv);
-      cpu::attention_backward(qv, probs, dout, heads, scale, drop, dqkv);
+      kernels::attention_backward(qv, probs, dout, heads, scale, drop, dqkv);
       return std::vector<Tensor>{dqkv};
     });
   return out;

@@ -96,16 +96,22 @@ Tensor clamp(const Tensor& x, double low, double high) {
   return unary_op(UnaryOp::clamp, "clamp", x, low, high);
 }
 
-Tensor relu(const Tensor& x) { return unary_op(UnaryOp::relu, "relu", x); }
+Tensor unary(UnaryOp op, const Tensor& x, double alpha, double beta) {
+  return unary_op(op, unary_op_name(op), x, alpha, beta);
+}
+
+#define TESSERA_UNARY_DEFINE_public(name) \
+  Tensor name(const Tensor& x) { return unary_op(UnaryOp::name, #name, x); }
+#define TESSERA_UNARY_DEFINE_internal(name)
+#define TESSERA_DEFINE_UNARY(name, api, ...) TESSERA_UNARY_DEFINE_##api(name)
+TESSERA_UNARY_OPS(TESSERA_DEFINE_UNARY)
+#undef TESSERA_DEFINE_UNARY
+
 Tensor gelu(const Tensor& x, GeluApprox approx) {
   return approx == GeluApprox::erf ? unary_op(UnaryOp::gelu_erf, "gelu", x)
                                    : unary_op(UnaryOp::gelu_tanh, "gelu_tanh", x);
 }
-Tensor exp(const Tensor& x) { return unary_op(UnaryOp::exp, "exp", x); }
-Tensor log(const Tensor& x) { return unary_op(UnaryOp::log, "log", x); }
-Tensor sqrt(const Tensor& x) { return unary_op(UnaryOp::sqrt, "sqrt", x); }
-Tensor tanh(const Tensor& x) { return unary_op(UnaryOp::tanh, "tanh", x); }
-Tensor sigmoid(const Tensor& x) { return unary_op(UnaryOp::sigmoid, "sigmoid", x); }
+Tensor silu(const Tensor& x) { return x * sigmoid(x); }
 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   TESSERA_CHECK(cond.defined(), Error, "where: cond is undefined");

@@ -25,9 +25,14 @@ namespace {
 #endif
 TESSERA_KERNELS(TESSERA_ROUTE_KERNEL)
 
-#ifndef TESSERA_WITH_CUDA
-bool cuda_built() { return false; }
-bool cuda_available() { return false; }
-#endif
+bool has_fused_attention(Device device) { return device.is_cpu(); }
+
+#define TESSERA_ROUTE_FUSED_KERNEL(ret, name, params, args, device)                                         \
+  ret kernels::name params {                                                                                 \
+    TESSERA_CHECK((device).is_cpu(), DeviceError, #name ": no fused kernel on {}; use the composition", device); \
+    return cpu::name args;                                                                                   \
+  }
+TESSERA_FUSED_KERNELS(TESSERA_ROUTE_FUSED_KERNEL)
+
 
 }  // namespace tessera

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "autograd/tensor.h"
+#include "ops/unary_ops.h"
 
 namespace tessera {
 
@@ -30,12 +31,6 @@ struct SgdUpdate {
 
 enum class BinaryOp { add, sub, mul, div };
 
-enum class UnaryOp {
-  relu, gelu_erf, gelu_tanh, exp, log, sqrt, tanh, sigmoid,
-  linear,  // alpha * x + beta
-  pow,     // x ^ alpha
-  clamp,   // min(max(x, alpha), beta)
-};
 
 // Every kernel once: X(return type, name, (parameters), (arguments), the device that routes
 // it). From this list come the declarations of each backend (cpu::, cuda::, and cpu::avx2::,
@@ -133,6 +128,27 @@ enum class UnaryOp {
   /* sum of x^2 in double (gradient-norm clipping) */                                                       \
   X(double, squared_norm, (const Tensor& x), (x), x.device())
 
+// Fused kernels, which a backend may lack: ops ask has_fused_attention() and otherwise use
+// their composition of the kernels above (documented in ops.h). The CPU has them; CUDA
+// runs the composition (cuBLAS matmuls and its softmax kernel) until it has its own.
+struct AttentionDropout {
+  double p = 0.0;                      // 0: no dropout on the weights
+  std::uint64_t seed = 0, offset = 0;  // Philox stream of the mask (element (b,h,i,j))
+};
+#define TESSERA_FUSED_KERNELS(X)                                                                           \
+  /* qkv (B, N, 3D) -> out (B, N, D); probs (B, H, N, N) receives softmax(q k^T * scale) (before dropout) */ \
+  X(void, attention_forward,                                                                               \
+    (const Tensor& qkv, std::int64_t heads, double scale, const AttentionDropout& drop, Tensor& out,       \
+     Tensor& probs),                                                                                       \
+    (qkv, heads, scale, drop, out, probs), qkv.device())                                                   \
+  /* dout (B, N, D) -> dqkv (B, N, 3D) */                                                                  \
+  X(void, attention_backward,                                                                              \
+    (const Tensor& qkv, const Tensor& probs, const Tensor& dout, std::int64_t heads, double scale,         \
+     const AttentionDropout& drop, Tensor& dqkv),                                                          \
+    (qkv, probs, dout, heads, scale, drop, dqkv), qkv.device())
+
+bool has_fused_attention(Device device);
+
 #define TESSERA_DECLARE_KERNEL(ret, name, params, args, device) ret name params;
 
 // The device of a group of tensors (the CPU for an empty group).
@@ -140,12 +156,15 @@ inline Device device_of(const std::vector<Tensor>& tensors) {
   return tensors.empty() ? Device::cpu() : tensors.front().device();
 }
 
-namespace kernels { TESSERA_KERNELS(TESSERA_DECLARE_KERNEL) }  // routes by device
-namespace cpu { TESSERA_KERNELS(TESSERA_DECLARE_KERNEL) }      // routes by ISA (ops/cpu/dispatch.cpp)
+namespace kernels {  // routes by device
+TESSERA_KERNELS(TESSERA_DECLARE_KERNEL)
+TESSERA_FUSED_KERNELS(TESSERA_DECLARE_KERNEL)
+}  // namespace kernels
+namespace cpu {  // routes by ISA (ops/cpu/dispatch.cpp)
+TESSERA_KERNELS(TESSERA_DECLARE_KERNEL)
+TESSERA_FUSED_KERNELS(TESSERA_DECLARE_KERNEL)
+}  // namespace cpu
 namespace cuda { TESSERA_KERNELS(TESSERA_DECLARE_KERNEL) }     // defined in ops/cuda/ when built with CUDA
 
-// Was the library built with the CUDA backend, and is a GPU usable now?
-bool cuda_built();
-bool cuda_available();
 
 }  // namespace tessera

@@ -13,6 +13,7 @@
 
 #include "autograd/tape.h"
 #include "autograd/tensor.h"
+#include "ops/unary_ops.h"
 
 namespace tessera {
 
@@ -45,13 +46,17 @@ Tensor operator*(double a, const Tensor& b);
 // ---------------------------------------------------------------- activations and math
 enum class GeluApprox { erf, tanh };
 
-Tensor relu(const Tensor& x);
+// The plain unary ops of ops/unary_ops.h: relu, abs, exp, log, sqrt, tanh, sigmoid, ...
+#define TESSERA_UNARY_API_public(name) Tensor name(const Tensor& x);
+#define TESSERA_UNARY_API_internal(name)
+#define TESSERA_DECLARE_UNARY(name, api, ...) TESSERA_UNARY_API_##api(name)
+TESSERA_UNARY_OPS(TESSERA_DECLARE_UNARY)
+#undef TESSERA_DECLARE_UNARY
+// Any row of the table, parameters included (x, alpha, beta): what the tests loop over.
+Tensor unary(UnaryOp op, const Tensor& x, double alpha = 0.0, double beta = 0.0);
 Tensor gelu(const Tensor& x, GeluApprox approx = GeluApprox::erf);
-Tensor exp(const Tensor& x);
-Tensor log(const Tensor& x);
-Tensor sqrt(const Tensor& x);
-Tensor tanh(const Tensor& x);
-Tensor sigmoid(const Tensor& x);
+// x * sigmoid(x): a composition, so its gradient comes from its parts.
+Tensor silu(const Tensor& x);
 
 // ---------------------------------------------------------------- matmul
 // a (..., M, K) @ b (..., K, N) -> (..., M, N); batch axes broadcast. transpose_a/b use
@@ -144,7 +149,8 @@ struct AttentionOptions {
 // Multi-head self-attention on a fused projection: qkv (B, N, 3D) holding q, k, v for
 // `heads` heads of size D / heads each -> (B, N, D) = softmax(q k^T * scale) v, heads
 // concatenated.
-// On the CPU one fused kernel (ops/cpu/attention.h); elsewhere the composition below.
+// One fused kernel where the backend has it (has_fused_attention: the CPU); elsewhere (CUDA)
+// the composition below, on that backend's matmul, softmax and dropout kernels.
 Tensor self_attention(const Tensor& qkv, std::int64_t heads, double scale, AttentionOptions opts = {});
 // The same built from the primitive ops (reshape, permute, matmul, softmax, dropout): the
 // fused kernel's test oracle.

@@ -236,34 +236,17 @@ GPU_TEST_CASE(binary_ops_broadcast_like_cpu) {
 }
 
 GPU_TEST_CASE(unary_ops_and_derivatives_match_cpu) {
-  struct Case {
-    UnaryOp op;
-    double alpha, beta, low, high;
-    std::function<Tensor(const Tensor&)> f;
-  };
-  const std::vector<Case> cases = {
-      {UnaryOp::relu, 0, 0, -2, 2, [](const Tensor& x) { return relu(x); }},
-      {UnaryOp::gelu_erf, 0, 0, -3, 3, [](const Tensor& x) { return gelu(x); }},
-      {UnaryOp::gelu_tanh, 0, 0, -3, 3, [](const Tensor& x) { return gelu(x, GeluApprox::tanh); }},
-      {UnaryOp::exp, 0, 0, -2, 2, [](const Tensor& x) { return tessera::exp(x); }},
-      {UnaryOp::log, 0, 0, 0.5, 2, [](const Tensor& x) { return tessera::log(x); }},
-      {UnaryOp::sqrt, 0, 0, 0.5, 2, [](const Tensor& x) { return tessera::sqrt(x); }},
-      {UnaryOp::tanh, 0, 0, -2, 2, [](const Tensor& x) { return tessera::tanh(x); }},
-      {UnaryOp::sigmoid, 0, 0, -4, 4, [](const Tensor& x) { return sigmoid(x); }},
-      {UnaryOp::linear, 1.5, -0.25, -2, 2, [](const Tensor& x) { return scale_shift(x, 1.5, -0.25); }},
-      {UnaryOp::pow, 2.5, 0, 0.5, 2, [](const Tensor& x) { return tessera::pow(x, 2.5); }},
-      {UnaryOp::clamp, -0.5, 0.75, -2, 2, [](const Tensor& x) { return clamp(x, -0.5, 0.75); }},
-  };
+  // Every row of the unary table (ops/unary_ops.h), forward and derivative.
   std::uint64_t seed = 100;
-  for (const Case& c : cases) {
-    BOOST_TEST_CONTEXT("unary op " << static_cast<int>(c.op)) {
-      const Tensor x = in({7, 151}, seed++, c.low, c.high);
-      check_parity([&](const std::vector<Tensor>& v) { return c.f(v[0]); }, {x}, 2e-6, 2e-6);
+  for (const test::UnaryCase& c : test::unary_cases()) {
+    BOOST_TEST_CONTEXT("unary op " << c.name) {
+      const Tensor x = test::unary_input(c, {7, 151}, seed++).detach();
+      check_parity([&](const std::vector<Tensor>& v) { return unary(c.op, v[0], c.a, c.b); }, {x}, 2e-6, 2e-6);
       const Tensor dy = in({7, 151}, seed++);
       check_parity(
           [&](const std::vector<Tensor>& v) {
             Tensor dx = empty_like(v[0]);
-            kernels::unary_backward(c.op, v[0], v[1], dx, c.alpha, c.beta);
+            kernels::unary_backward(c.op, v[0], v[1], dx, c.a, c.b);
             return dx;
           },
           {x, dy}, 2e-5, 2e-6);
@@ -479,6 +462,21 @@ std::vector<double> softmax_backward_ref(const std::vector<double>& y, const std
 }
 
 }  // namespace
+
+GPU_TEST_CASE(softmax_and_cross_entropy_stay_exact_far_from_zero) {
+  // The CPU's regression (tests/test_parity.cpp) on the device: x = 1e4 + N(0, 1), both axes;
+  // the reference reads the same f32 values.
+  Generator g(5);
+  const Tensor x = (randn({9, 4}, {.dtype = DType::f64}, g) + 1e4).to(DType::f32);
+  const Tensor ref = x.to(DType::f64);
+  for (const std::int64_t axis : {0, 1}) {
+    test::check_close(host(log_softmax(dev(x), axis)), log_softmax(ref, axis), 1e-5, 1e-6);
+    test::check_close(host(softmax(dev(x), axis)), softmax(ref, axis), 1e-5, 1e-7);
+  }
+  const Tensor target = from_vector<std::int64_t>({0, 3, 1, 2, 2, 0, 1, 3, 0}, {9});
+  const CrossEntropyOptions o{.reduction = Reduction::none, .label_smoothing = 0.1};
+  test::check_close(host(cross_entropy(dev(x), dev(target), o)), cross_entropy(ref, target, o), 1e-5, 1e-5);
+}
 
 GPU_TEST_CASE(softmax_and_log_softmax_match_reference) {
   struct Case { Shape shape; int axis; };

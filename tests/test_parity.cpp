@@ -53,29 +53,36 @@ BOOST_AUTO_TEST_CASE(binary_broadcasting) {
   }
 }
 
-BOOST_AUTO_TEST_CASE(eltwise) {
-  const Shape s{37, 129};
-  const std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>> ops = {
-      {"relu", [](const Tensor& x) { return relu(x); }},
-      {"gelu_erf", [](const Tensor& x) { return gelu(x, GeluApprox::erf); }},
-      {"gelu_tanh", [](const Tensor& x) { return gelu(x, GeluApprox::tanh); }},
-      {"exp", [](const Tensor& x) { return tessera::exp(x); }},
-      {"tanh", [](const Tensor& x) { return tessera::tanh(x); }},
-      {"sigmoid", [](const Tensor& x) { return sigmoid(x); }},
-      {"scale_shift", [](const Tensor& x) { return scale_shift(x, 0.7, -0.2); }},
-      {"clamp", [](const Tensor& x) { return clamp(x, -0.5, 0.5); }},
-      {"pow3", [](const Tensor& x) { return tessera::pow(x, 3.0); }}};
-  for (const auto& [name, op] : ops)
-    BOOST_TEST_CONTEXT(name) {
-      check_parity([&](const std::vector<Tensor>& in) { return op(in[0]); }, {input(s, 11, -3, 3)});
+BOOST_AUTO_TEST_CASE(every_unary_op) {
+  // Every row of the table (ops/unary_ops.h), f32 (oneDNN or our loop) against f64.
+  for (const test::UnaryCase& c : test::unary_cases())
+    BOOST_TEST_CONTEXT(c.name) {
+      check_parity([&](const std::vector<Tensor>& in) { return unary(c.op, in[0], c.a, c.b); },
+                   {test::unary_input(c, {37, 129}, 11)});
     }
-  for (const auto& [name, op] : std::vector<std::pair<const char*, std::function<Tensor(const Tensor&)>>>{
-           {"log", [](const Tensor& x) { return tessera::log(x); }},
-           {"sqrt", [](const Tensor& x) { return tessera::sqrt(x); }},
-           {"pow2.5", [](const Tensor& x) { return tessera::pow(x, 2.5); }}})
-    BOOST_TEST_CONTEXT(name) {
-      check_parity([&](const std::vector<Tensor>& in) { return op(in[0]); }, {input(s, 12, 0.1, 3)});
+}
+
+BOOST_AUTO_TEST_CASE(unary_ops_at_their_edges) {
+  // Exactly at the kinks and bounds, where oneDNN and the reference could disagree: the
+  // gradient there follows PyTorch (relu'(0) = 0, abs'(0) = 0, clamp' = 1 at the bounds).
+  for (const test::UnaryCase& c : test::unary_cases())
+    BOOST_TEST_CONTEXT(c.name) {
+      std::vector<double> edges{c.low, c.high, c.a, c.b};
+      if (c.low <= 0 && 0 <= c.high) edges.push_back(0.0);
+      Tensor x = from_vector(edges, {static_cast<std::int64_t>(edges.size())}, {.dtype = f64});
+      x.set_requires_grad(true);
+      check_parity([&](const std::vector<Tensor>& in) { return unary(c.op, in[0], c.a, c.b); }, {x}, 1e-5, 1e-6);
     }
+}
+
+BOOST_AUTO_TEST_CASE(clamp_passes_the_gradient_at_its_bounds) {
+  // Regression: oneDNN's clip backward gave 0 at x == low and x == high in f32; PyTorch gives 1.
+  for (DType t : {f32, f64}) {
+    Tensor x = from_vector<double>({-0.5, 0.75, 0.1}, {3}, {.dtype = t});
+    x.set_requires_grad(true);
+    backward(sum(clamp(x, -0.5, 0.75)));
+    BOOST_TEST(x.grad().to(f64).to_vector<double>() == std::vector<double>({1, 1, 1}), boost::test_tools::per_element());
+  }
 }
 
 BOOST_AUTO_TEST_CASE(matmul_shapes_and_transposes) {
@@ -104,6 +111,42 @@ BOOST_AUTO_TEST_CASE(softmax_and_log_softmax) {
     check_parity([axis](const std::vector<Tensor>& in) { return softmax(in[0], axis); }, {input({6, 50, 50}, 1, -4, 4)});
     check_parity([axis](const std::vector<Tensor>& in) { return log_softmax(in[0], axis); }, {input({6, 50, 10}, 2, -4, 4)});
   }
+}
+
+BOOST_AUTO_TEST_CASE(softmax_stays_exact_far_from_zero) {
+  // Regression: along a non-last axis, f32 computed lse = m + log s and then x - lse, losing
+  // the digits of x - m to the offset (relative error 5.8e-4 at x = 1e4 + N(0, 1), 4,000 times
+  // PyTorch's). It must stay near f32's own precision whichever axis, for both softmaxes.
+  Generator g(5);
+  const Tensor noise = randn({9, 4}, {.dtype = f64}, g);
+  for (const double offset : {1e4, -1e4})
+    for (const std::int64_t axis : {0, 1})
+      BOOST_TEST_CONTEXT("offset " << offset << ", axis " << axis) {
+        // The reference reads the same f32 values (at 1e4, f32's spacing is 1e-3).
+        const Tensor x = (noise + offset).to(f32), ref = x.to(f64);
+        check_close(softmax(x, axis), softmax(ref, axis), 1e-5, 1e-7);
+        check_close(log_softmax(x, axis), log_softmax(ref, axis), 1e-5, 1e-6);
+      }
+  // The same for cross-entropy, which computes log-softmax inside.
+  const Tensor target = from_vector<std::int64_t>({0, 3, 1, 2, 2, 0, 1, 3, 0}, {9});
+  const Tensor logits = (noise + 1e4).to(f32);
+  for (const double smoothing : {0.0, 0.1}) {
+    const CrossEntropyOptions o{.reduction = Reduction::none, .label_smoothing = smoothing};
+    check_close(cross_entropy(logits, target, o), cross_entropy(logits.to(f64), target, o), 1e-5, 1e-5);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(softmax_edges) {
+  // Size-1 axes, ties and large offsets.
+  for (const Shape& s : {Shape{1, 5}, Shape{5, 1}, Shape{3, 1, 4}})
+    for (std::int64_t axis : {0, -1})
+      BOOST_TEST_CONTEXT(shape_str(s) << " axis " << axis) {
+        check_parity([axis](const std::vector<Tensor>& in) { return softmax(in[0], axis); }, {input(s, 3, -4, 4)});
+        check_parity([axis](const std::vector<Tensor>& in) { return log_softmax(in[0], axis); }, {input(s, 4, -4, 4)});
+      }
+  Tensor ties = ones({4, 6}, {.dtype = f64});
+  ties.set_requires_grad(true);
+  check_parity([](const std::vector<Tensor>& in) { return softmax(in[0] * 1e4, 1); }, {ties});
 }
 
 BOOST_AUTO_TEST_CASE(layer_norm) {

@@ -16,7 +16,6 @@
 #include "bench/bench.h"
 #include "datasets/image_folder.h"
 #include "ops/cpu_info.h"
-#include "ops/kernels.h"
 #include "train/data.h"
 #include "train/memory.h"
 #include "train/trainer.h"

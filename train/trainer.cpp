@@ -16,7 +16,6 @@
 #include <nlohmann/json.hpp>
 
 #include "ops/cpu_info.h"
-#include "ops/kernels.h"
 #include "optim/optim.h"
 #include "train/data.h"
 #include "train/memory.h"

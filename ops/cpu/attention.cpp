@@ -1,5 +1,7 @@
-#include "ops/cpu/attention.h"
-
+// Fused multi-head self-attention on the CPU: reads q, k, v straight out of the fused
+// projection (B, N, 3D) and writes heads straight into (B, N, D), one task per
+// (batch, head); no permutes, and only the attention weights are kept for backward.
+// Letters: B batch, N tokens, D width, H heads, E = D / H head size.
 #include <algorithm>
 #include <cmath>
 #include <vector>

@@ -1,7 +1,6 @@
 // The CPU backend's entry points: each cpu:: kernel runs the build of its ISA level that this
 // CPU supports under oneDNN's effective ISA (cpu_info().kernels), so ONEDNN_MAX_CPU_ISA caps
 // our loops as it caps oneDNN. Below AVX2 every kernel refuses with a DeviceError.
-#include "ops/cpu/attention.h"
 #include "ops/cpu_info.h"
 #include "ops/kernels.h"
 
@@ -9,11 +8,11 @@ namespace tessera::cpu {
 
 namespace avx2 {
 TESSERA_KERNELS(TESSERA_DECLARE_KERNEL)
-TESSERA_CPU_ATTENTION_KERNELS(TESSERA_DECLARE_KERNEL)
+TESSERA_FUSED_KERNELS(TESSERA_DECLARE_KERNEL)
 }  // namespace avx2
 namespace avx512 {
 TESSERA_KERNELS(TESSERA_DECLARE_KERNEL)
-TESSERA_CPU_ATTENTION_KERNELS(TESSERA_DECLARE_KERNEL)
+TESSERA_FUSED_KERNELS(TESSERA_DECLARE_KERNEL)
 }  // namespace avx512
 
 namespace {
@@ -27,6 +26,6 @@ KernelIsa kernel_isa(const char* kernel) {
 #define TESSERA_DISPATCH_ISA(ret, name, params, args, device) \
   ret name params { return kernel_isa(#name) == KernelIsa::avx512 ? avx512::name args : avx2::name args; }
 TESSERA_KERNELS(TESSERA_DISPATCH_ISA)
-TESSERA_CPU_ATTENTION_KERNELS(TESSERA_DISPATCH_ISA)
+TESSERA_FUSED_KERNELS(TESSERA_DISPATCH_ISA)
 
 }  // namespace tessera::cpu

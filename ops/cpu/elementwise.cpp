@@ -98,32 +98,36 @@ void binary_ref(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
 
 // ---- unary
 
-dnnl::algorithm dnnl_unary_alg(UnaryOp op) {
-  using A = dnnl::algorithm;
+// The table's oneDNN columns (undef: our own loop) and the (alpha, beta) oneDNN takes.
+dnnl::algorithm dnnl_forward_alg(UnaryOp op) {
   switch (op) {
-    case UnaryOp::relu: return A::eltwise_relu;
-    case UnaryOp::gelu_erf: return A::eltwise_gelu_erf;
-    case UnaryOp::gelu_tanh: return A::eltwise_gelu_tanh;
-    case UnaryOp::exp: return A::eltwise_exp;
-    case UnaryOp::log: return A::eltwise_log;
-    case UnaryOp::sqrt: return A::eltwise_sqrt;
-    case UnaryOp::tanh: return A::eltwise_tanh;
-    case UnaryOp::sigmoid: return A::eltwise_logistic;
-    case UnaryOp::linear: return A::eltwise_linear;
-    case UnaryOp::pow: return A::eltwise_pow;
-    case UnaryOp::clamp: return A::eltwise_clip_v2;
+#define TESSERA_DNNL_FORWARD(name, api, fwd, ...) \
+  case UnaryOp::name: return dnnl::algorithm::fwd;
+    TESSERA_UNARY_OPS(TESSERA_DNNL_FORWARD)
+#undef TESSERA_DNNL_FORWARD
   }
-  return A::eltwise_relu;
+  return dnnl::algorithm::undef;
 }
 
-// oneDNN's (alpha, beta) for each op.
-std::pair<float, float> dnnl_unary_params(UnaryOp op, double alpha, double beta) {
+dnnl::algorithm dnnl_backward_alg(UnaryOp op) {
   switch (op) {
-    case UnaryOp::linear: return {static_cast<float>(alpha), static_cast<float>(beta)};
-    case UnaryOp::pow: return {1.0f, static_cast<float>(alpha)};  // 1 * x^alpha
-    case UnaryOp::clamp: return {static_cast<float>(alpha), static_cast<float>(beta)};
-    default: return {0.0f, 0.0f};
+#define TESSERA_DNNL_BACKWARD(name, api, fwd, bwd, ...) \
+  case UnaryOp::name: return dnnl::algorithm::bwd;
+    TESSERA_UNARY_OPS(TESSERA_DNNL_BACKWARD)
+#undef TESSERA_DNNL_BACKWARD
   }
+  return dnnl::algorithm::undef;
+}
+
+std::pair<float, float> dnnl_unary_params(UnaryOp op, double alpha, double beta) {
+  [[maybe_unused]] const float a = static_cast<float>(alpha), b = static_cast<float>(beta);
+  switch (op) {
+#define TESSERA_DNNL_PARAMS(name, api, fwd, bwd, params, ...) \
+  case UnaryOp::name: return {TESSERA_UNARY_STRIP params};
+    TESSERA_UNARY_OPS(TESSERA_DNNL_PARAMS)
+#undef TESSERA_DNNL_PARAMS
+  }
+  return {0.0f, 0.0f};
 }
 
 struct EltwiseFwd { dnnl::eltwise_forward::primitive_desc pd; dnnl::eltwise_forward prim; dnnl::memory::desc md; };
@@ -137,61 +141,11 @@ const EltwiseFwd& eltwise_fwd(UnaryOp op, std::int64_t n, double alpha, double b
   return cached_primitive<EltwiseFwd>(key, [&] {
     return dnnl_call("eltwise", [&] {
       auto md = plain_md({n}, DType::f32);
-      dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_training, dnnl_unary_alg(op), md, a, b);
+      dnnl::eltwise_forward::desc d(dnnl::prop_kind::forward_training, dnnl_forward_alg(op), md, a, b);
       dnnl::eltwise_forward::primitive_desc pd(d, dnnl_engine());
       return EltwiseFwd{pd, dnnl::eltwise_forward(pd), md};
     });
   });
-}
-
-constexpr double kInvSqrt2 = 0.70710678118654752440;
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;
-constexpr double kSqrt2OverPi = 0.79788456080286535588;
-constexpr double kGeluCubic = 0.044715;
-
-template <class T>
-T unary_value(UnaryOp op, T x, double alpha, double beta) {
-  switch (op) {
-    case UnaryOp::relu: return x > T(0) ? x : T(0);
-    case UnaryOp::gelu_erf: return T(0.5) * x * (T(1) + std::erf(x * T(kInvSqrt2)));
-    case UnaryOp::gelu_tanh: {
-      const T u = T(kSqrt2OverPi) * (x + T(kGeluCubic) * x * x * x);
-      return T(0.5) * x * (T(1) + std::tanh(u));
-    }
-    case UnaryOp::exp: return std::exp(x);
-    case UnaryOp::log: return std::log(x);
-    case UnaryOp::sqrt: return std::sqrt(x);
-    case UnaryOp::tanh: return std::tanh(x);
-    case UnaryOp::sigmoid: return T(1) / (T(1) + std::exp(-x));
-    case UnaryOp::linear: return T(alpha) * x + T(beta);
-    case UnaryOp::pow: return std::pow(x, T(alpha));
-    case UnaryOp::clamp: return x < T(alpha) ? T(alpha) : (x > T(beta) ? T(beta) : x);
-  }
-  return x;
-}
-
-template <class T>
-T unary_derivative(UnaryOp op, T x, double alpha, double beta) {
-  switch (op) {
-    case UnaryOp::relu: return x > T(0) ? T(1) : T(0);
-    case UnaryOp::gelu_erf:
-      return T(0.5) * (T(1) + std::erf(x * T(kInvSqrt2))) + x * T(kInvSqrt2Pi) * std::exp(T(-0.5) * x * x);
-    case UnaryOp::gelu_tanh: {
-      const T u = T(kSqrt2OverPi) * (x + T(kGeluCubic) * x * x * x);
-      const T t = std::tanh(u);
-      const T du = T(kSqrt2OverPi) * (T(1) + T(3 * kGeluCubic) * x * x);
-      return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du;
-    }
-    case UnaryOp::exp: return std::exp(x);
-    case UnaryOp::log: return T(1) / x;
-    case UnaryOp::sqrt: return T(0.5) / std::sqrt(x);
-    case UnaryOp::tanh: { const T t = std::tanh(x); return T(1) - t * t; }
-    case UnaryOp::sigmoid: { const T s = T(1) / (T(1) + std::exp(-x)); return s * (T(1) - s); }
-    case UnaryOp::linear: return T(alpha);
-    case UnaryOp::pow: return T(alpha) * std::pow(x, T(alpha - 1));
-    case UnaryOp::clamp: return (x >= T(alpha) && x <= T(beta)) ? T(1) : T(0);
-  }
-  return T(1);
 }
 
 template <class T>
@@ -199,8 +153,9 @@ void unary_ref(UnaryOp op, const Tensor& x, Tensor& y, double alpha, double beta
   const T* px = static_cast<const T*>(x.raw_data());
   T* py = static_cast<T*>(y.raw_data());
   const std::int64_t n = x.numel();
+  const T a = static_cast<T>(alpha), b = static_cast<T>(beta);
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (std::int64_t i = 0; i < n; ++i) py[i] = unary_value(op, px[i], alpha, beta);
+  for (std::int64_t i = 0; i < n; ++i) py[i] = unary_value(op, px[i], a, b);
 }
 
 template <class T>
@@ -210,8 +165,9 @@ void unary_backward_ref(UnaryOp op, const Tensor& x, const Tensor& dy, Tensor& d
   const T* pdy = static_cast<const T*>(dy.raw_data());
   T* pdx = static_cast<T*>(dx.raw_data());
   const std::int64_t n = x.numel();
+  const T a = static_cast<T>(alpha), b = static_cast<T>(beta);
 #pragma omp parallel for schedule(static) if (n > kParallelMin)
-  for (std::int64_t i = 0; i < n; ++i) pdx[i] = pdy[i] * unary_derivative(op, px[i], alpha, beta);
+  for (std::int64_t i = 0; i < n; ++i) pdx[i] = pdy[i] * unary_derivative(op, px[i], a, b);
 }
 
 }  // namespace
@@ -230,7 +186,7 @@ void binary(BinaryOp op, const Tensor& a, const Tensor& b, Tensor& out) {
 
 void unary_forward(UnaryOp op, const Tensor& x, Tensor& y, double alpha, double beta) {
   if (x.numel() == 0) return;
-  if (x.dtype() == DType::f32) {
+  if (x.dtype() == DType::f32 && dnnl_forward_alg(op) != dnnl::algorithm::undef) {
     const EltwiseFwd& e = eltwise_fwd(op, x.numel(), alpha, beta);
     dnnl_call("eltwise", [&] {
       execute(e.prim, {{DNNL_ARG_SRC, wrap(e.md, x.raw_data())}, {DNNL_ARG_DST, wrap(e.md, y.raw_data())}});
@@ -245,7 +201,7 @@ void unary_forward(UnaryOp op, const Tensor& x, Tensor& y, double alpha, double 
 void unary_backward(UnaryOp op, const Tensor& x, const Tensor& dy, Tensor& dx, double alpha,
                     double beta) {
   if (x.numel() == 0) return;
-  if (x.dtype() == DType::f32) {
+  if (x.dtype() == DType::f32 && dnnl_backward_alg(op) != dnnl::algorithm::undef) {
     const EltwiseFwd& fwd = eltwise_fwd(op, x.numel(), alpha, beta);
     const auto params = dnnl_unary_params(op, alpha, beta);
     const float a = params.first, b = params.second;  // named, not bound: lambdas capture them
@@ -255,7 +211,7 @@ void unary_backward(UnaryOp op, const Tensor& x, const Tensor& dy, Tensor& dx, d
         .add(static_cast<std::int64_t>(std::bit_cast<std::uint32_t>(b)));
     const Entry& e = cached_primitive<Entry>(key, [&] {
       return dnnl_call("eltwise_backward", [&] {
-        dnnl::eltwise_backward::desc d(dnnl_unary_alg(op), fwd.md, fwd.md, a, b);
+        dnnl::eltwise_backward::desc d(dnnl_backward_alg(op), fwd.md, fwd.md, a, b);
         return Entry{dnnl::eltwise_backward(dnnl::eltwise_backward::primitive_desc(d, dnnl_engine(), fwd.pd))};
       });
     });

@@ -44,10 +44,12 @@ void cross_entropy_forward(const Tensor& logits, const Tensor& target, double sm
       T s = 0;
       for (std::int64_t c = 0; c < C; ++c) {
         s += std::exp(z[c] - m);
-        total += z[c];
+        total += z[c] - m;
       }
-      const T lse = m + std::log(s);
-      pl[i] = lse - static_cast<T>(1 - smoothing) * z[pt[i]] - static_cast<T>(smoothing / C) * total;
+      // lse - x written as (m - x) + log s, and sums of x - m: m + log s, or a sum of large
+      // logits, would lose the digits that matter.
+      pl[i] = static_cast<T>(1 - smoothing) * (m - z[pt[i]]) - static_cast<T>(smoothing) * (total / T(C)) +
+              std::log(s);
     }
   });
 }

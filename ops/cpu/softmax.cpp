@@ -48,9 +48,12 @@ void softmax_ref(const Tensor& x, int axis, bool log, Tensor& y) {
     for (std::int64_t l = 1; l < v.L; ++l) m = std::max(m, xs[l * v.B]);
     T s = 0;
     for (std::int64_t l = 0; l < v.L; ++l) s += std::exp(xs[l * v.B] - m);
-    const T lse = m + std::log(s);
-    for (std::int64_t l = 0; l < v.L; ++l)
-      ys[l * v.B] = log ? xs[l * v.B] - lse : std::exp(xs[l * v.B] - lse);
+    // (x - m) first: x - (m + log s) would lose x - m's digits to a large m.
+    const T log_s = std::log(s), inv_s = T(1) / s;
+    for (std::int64_t l = 0; l < v.L; ++l) {
+      const T shifted = xs[l * v.B] - m;
+      ys[l * v.B] = log ? shifted - log_s : std::exp(shifted) * inv_s;
+    }
   }
 }
 

@@ -53,78 +53,18 @@ void binary_t(Bin op, const void* a, const void* b, void* out, i64 n, const Plan
   }
 }
 
-// ---- unary (the same formulas as the CPU reference kernels)
-
-constexpr double kInvSqrt2 = 0.70710678118654752440;
-constexpr double kInvSqrt2Pi = 0.39894228040143267794;
-constexpr double kSqrt2OverPi = 0.79788456080286535588;
-constexpr double kGeluCubic = 0.044715;
-
-template <class T>
-__device__ __forceinline__ T unary_value(Un op, T x, T alpha, T beta) {
-  using namespace dev;
-  switch (op) {
-    case Un::relu: return x > T(0) ? x : T(0);
-    case Un::gelu_erf: return T(0.5) * x * (T(1) + d_erf(x * T(kInvSqrt2)));
-    case Un::gelu_tanh: {
-      const T u = T(kSqrt2OverPi) * (x + T(kGeluCubic) * x * x * x);
-      return T(0.5) * x * (T(1) + d_tanh(u));
-    }
-    case Un::exp: return d_exp(x);
-    case Un::log: return d_log(x);
-    case Un::sqrt: return d_sqrt(x);
-    case Un::tanh: return d_tanh(x);
-    case Un::sigmoid: return T(1) / (T(1) + d_exp(-x));
-    case Un::linear: return alpha * x + beta;
-    case Un::pow: return d_pow(x, alpha);
-    case Un::clamp: return x < alpha ? alpha : (x > beta ? beta : x);
-  }
-  return x;
-}
-
-// alpha_m1 = alpha - 1 (computed in double on the host side of the kernel).
-template <class T>
-__device__ __forceinline__ T unary_derivative(Un op, T x, T alpha, T beta, T alpha_m1) {
-  using namespace dev;
-  switch (op) {
-    case Un::relu: return x > T(0) ? T(1) : T(0);
-    case Un::gelu_erf:
-      return T(0.5) * (T(1) + d_erf(x * T(kInvSqrt2))) + x * T(kInvSqrt2Pi) * d_exp(T(-0.5) * x * x);
-    case Un::gelu_tanh: {
-      const T u = T(kSqrt2OverPi) * (x + T(kGeluCubic) * x * x * x);
-      const T t = d_tanh(u);
-      const T du = T(kSqrt2OverPi) * (T(1) + T(3 * kGeluCubic) * x * x);
-      return T(0.5) * (T(1) + t) + T(0.5) * x * (T(1) - t * t) * du;
-    }
-    case Un::exp: return d_exp(x);
-    case Un::log: return T(1) / x;
-    case Un::sqrt: return T(0.5) / d_sqrt(x);
-    case Un::tanh: {
-      const T t = d_tanh(x);
-      return T(1) - t * t;
-    }
-    case Un::sigmoid: {
-      const T s = T(1) / (T(1) + d_exp(-x));
-      return s * (T(1) - s);
-    }
-    case Un::linear: return alpha;
-    case Un::pow: return alpha * d_pow(x, alpha_m1);
-    case Un::clamp: return (x >= alpha && x <= beta) ? T(1) : T(0);
-  }
-  return T(1);
-}
+// ---- unary: the table's formulas (ops/unary_ops.h), as on the CPU
 
 template <class T>
 __global__ void __launch_bounds__(dev::kThreads)
-unary_forward_kernel(Un op, const T* x, T* y, i64 n, T alpha, T beta) {
+unary_forward_kernel(UnaryOp op, const T* x, T* y, i64 n, T alpha, T beta) {
   TESSERA_GRID_LOOP(i, n) y[i] = unary_value(op, x[i], alpha, beta);
 }
 
 template <class T>
 __global__ void __launch_bounds__(dev::kThreads)
-unary_backward_kernel(Un op, const T* x, const T* dy, T* dx, i64 n, T alpha, T beta,
-                                      T alpha_m1) {
-  TESSERA_GRID_LOOP(i, n) dx[i] = dy[i] * unary_derivative(op, x[i], alpha, beta, alpha_m1);
+unary_backward_kernel(UnaryOp op, const T* x, const T* dy, T* dx, i64 n, T alpha, T beta) {
+  TESSERA_GRID_LOOP(i, n) dx[i] = dy[i] * unary_derivative(op, x[i], alpha, beta);
 }
 
 // ---- where and cast
@@ -241,7 +181,7 @@ void binary(Elem t, Bin op, const void* a, const void* b, void* out, i64 n, cons
   check_launch("binary");
 }
 
-void unary_forward(Elem t, Un op, const void* x, void* y, i64 n, double alpha, double beta) {
+void unary_forward(Elem t, UnaryOp op, const void* x, void* y, i64 n, double alpha, double beta) {
   if (t == Elem::f32)
     unary_forward_kernel<float><<<grid_for(n), kThreads>>>(
         op, static_cast<const float*>(x), static_cast<float*>(y), n, static_cast<float>(alpha),
@@ -252,16 +192,16 @@ void unary_forward(Elem t, Un op, const void* x, void* y, i64 n, double alpha, d
   check_launch("unary_forward");
 }
 
-void unary_backward(Elem t, Un op, const void* x, const void* dy, void* dx, i64 n, double alpha,
+void unary_backward(Elem t, UnaryOp op, const void* x, const void* dy, void* dx, i64 n, double alpha,
                     double beta) {
   if (t == Elem::f32)
     unary_backward_kernel<float><<<grid_for(n), kThreads>>>(
         op, static_cast<const float*>(x), static_cast<const float*>(dy), static_cast<float*>(dx), n,
-        static_cast<float>(alpha), static_cast<float>(beta), static_cast<float>(alpha - 1));
+        static_cast<float>(alpha), static_cast<float>(beta));
   else
     unary_backward_kernel<double><<<grid_for(n), kThreads>>>(
         op, static_cast<const double*>(x), static_cast<const double*>(dy), static_cast<double*>(dx),
-        n, alpha, beta, alpha - 1);
+        n, alpha, beta);
   check_launch("unary_backward");
 }
 

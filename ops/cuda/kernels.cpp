@@ -37,23 +37,6 @@ launch::Bin to_launch(BinaryOp op) {
   return launch::Bin::add;
 }
 
-launch::Un to_launch(UnaryOp op) {
-  switch (op) {
-    case UnaryOp::relu: return launch::Un::relu;
-    case UnaryOp::gelu_erf: return launch::Un::gelu_erf;
-    case UnaryOp::gelu_tanh: return launch::Un::gelu_tanh;
-    case UnaryOp::exp: return launch::Un::exp;
-    case UnaryOp::log: return launch::Un::log;
-    case UnaryOp::sqrt: return launch::Un::sqrt;
-    case UnaryOp::tanh: return launch::Un::tanh;
-    case UnaryOp::sigmoid: return launch::Un::sigmoid;
-    case UnaryOp::linear: return launch::Un::linear;
-    case UnaryOp::pow: return launch::Un::pow;
-    case UnaryOp::clamp: return launch::Un::clamp;
-  }
-  return launch::Un::linear;
-}
-
 // Does `operand` broadcast to `out` (right-aligned, equal or 1)?
 bool broadcasts_to(const Shape& operand, const Shape& out) {
   if (operand.size() > out.size()) return false;
@@ -133,7 +116,7 @@ void unary_forward(UnaryOp op, const Tensor& x, Tensor& y, double alpha, double 
   require_same_dtype("unary_forward", x, "x", y, "y");
   require_numel("unary_forward", y, x.numel(), "y");
   if (x.numel() == 0) return;
-  launch::unary_forward(elem_of(x.dtype()), to_launch(op), x.raw_data(), y.raw_data(), x.numel(), alpha,
+  launch::unary_forward(elem_of(x.dtype()), op, x.raw_data(), y.raw_data(), x.numel(), alpha,
                         beta);
 }
 
@@ -146,7 +129,7 @@ void unary_backward(UnaryOp op, const Tensor& x, const Tensor& dy, Tensor& dx, d
   require_numel("unary_backward", dy, x.numel(), "dy");
   require_numel("unary_backward", dx, x.numel(), "dx");
   if (x.numel() == 0) return;
-  launch::unary_backward(elem_of(x.dtype()), to_launch(op), x.raw_data(), dy.raw_data(), dx.raw_data(),
+  launch::unary_backward(elem_of(x.dtype()), op, x.raw_data(), dy.raw_data(), dx.raw_data(),
                          x.numel(), alpha, beta);
 }
 

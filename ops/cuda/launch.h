@@ -1,6 +1,7 @@
 // Plain-typed launchers of the CUDA kernels, shared by the .cu files and the host wrappers.
 
-// Raw device pointers, sizes and enums only, so nvcc never sees the host headers. Every
+// Raw device pointers, sizes and enums only, so nvcc never sees the host headers (the unary
+// op table is shared: its math is the kernels'). Every
 // launcher runs on the default stream and checks the launch, throwing DeviceError naming
 // `op`. Axis-based kernels view a tensor as (A, L, B): the axes before the axis, the axis,
 // and the axes after it. Letters as in ops/kernels.h.
@@ -10,6 +11,8 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "ops/unary_ops.h"  // plain C++17: nvcc compiles it too
+
 namespace tessera::cuda::launch {
 
 using i64 = std::int64_t;
@@ -17,7 +20,6 @@ using i64 = std::int64_t;
 // Element storage types (mirrors tessera::DType without pulling host headers into nvcc).
 enum class Elem : std::uint8_t { f32, f64, bf16, i64 };
 enum class Bin : std::uint8_t { add, sub, mul, div };
-enum class Un : std::uint8_t { relu, gelu_erf, gelu_tanh, exp, log, sqrt, tanh, sigmoid, linear, pow, clamp };
 
 // Broadcast/stride plans: a coalesced output shape and, per operand, the element stride
 // of each output axis (0 on broadcast axes). Passed to kernels by value.
@@ -35,8 +37,8 @@ void check_launch(const char* op);
 // ---- elementwise (T: f32 or f64 unless noted; n = output elements)
 // plan == nullptr: a, b and out all have n contiguous elements.
 void binary(Elem t, Bin op, const void* a, const void* b, void* out, i64 n, const Plan<2>* plan);
-void unary_forward(Elem t, Un op, const void* x, void* y, i64 n, double alpha, double beta);
-void unary_backward(Elem t, Un op, const void* x, const void* dy, void* dx, i64 n, double alpha,
+void unary_forward(Elem t, UnaryOp op, const void* x, void* y, i64 n, double alpha, double beta);
+void unary_backward(Elem t, UnaryOp op, const void* x, const void* dy, void* dx, i64 n, double alpha,
                     double beta);
 // cond of any element type; operands broadcast by plan (cond, a, b).
 void where(Elem t, Elem cond_t, const void* cond, const void* a, const void* b, void* out, i64 n,

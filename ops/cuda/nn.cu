@@ -31,8 +31,9 @@ softmax_rows_kernel(const T* x, T* y, i64 A, i64 L, bool log) {
     for (i64 l = threadIdx.x; l < L; l += blockDim.x) s += dev::d_exp(xr[l] - m);
     s = dev::block_reduce(s, SumOp{}, T(0));
     if (log) {
-      const T shift = m + dev::d_log(s);
-      for (i64 l = threadIdx.x; l < L; l += blockDim.x) yr[l] = xr[l] - shift;
+      // (x - m) first: x - (m + log s) would lose x - m's digits to a large m.
+      const T log_s = dev::d_log(s);
+      for (i64 l = threadIdx.x; l < L; l += blockDim.x) yr[l] = (xr[l] - m) - log_s;
     } else {
       for (i64 l = threadIdx.x; l < L; l += blockDim.x) yr[l] = dev::d_exp(xr[l] - m) / s;
     }
@@ -53,8 +54,8 @@ softmax_cols_kernel(const T* x, T* y, i64 A, i64 L, i64 B, bool log) {
     T s = T(0);
     for (i64 l = 0; l < L; ++l) s += dev::d_exp(xc[l * B] - m);
     if (log) {
-      const T shift = m + dev::d_log(s);
-      for (i64 l = 0; l < L; ++l) yc[l * B] = xc[l * B] - shift;
+      const T log_s = dev::d_log(s);
+      for (i64 l = 0; l < L; ++l) yc[l * B] = (xc[l * B] - m) - log_s;
     } else {
       for (i64 l = 0; l < L; ++l) yc[l * B] = dev::d_exp(xc[l * B] - m) / s;
     }
@@ -199,14 +200,15 @@ cross_entropy_forward_kernel(const T* logits, const i64* target, T* loss, i64 N,
     T s = T(0), sx = T(0);
     for (i64 c = threadIdx.x; c < C; c += blockDim.x) {
       s += dev::d_exp(xr[c] - m);
-      sx += xr[c];
+      sx += xr[c] - m;
     }
     s = dev::block_reduce(s, SumOp{}, T(0));
     sx = dev::block_reduce(sx, SumOp{}, T(0));
     if (threadIdx.x == 0) {
-      const T lse = m + dev::d_log(s);
-      const T nll = lse - xr[t];
-      loss[row] = smoothing == T(0) ? nll : (T(1) - smoothing) * nll + smoothing * (lse - sx / T(C));
+      // lse - x written as (m - x) + log s, and sx summing x - m: exact for large logits.
+      const T log_s = dev::d_log(s);
+      const T nll = (m - xr[t]) + log_s;
+      loss[row] = smoothing == T(0) ? nll : (T(1) - smoothing) * nll + smoothing * (log_s - sx / T(C));
     }
   }
 }

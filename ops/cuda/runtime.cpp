@@ -7,11 +7,11 @@
 
 namespace tessera {
 
-bool cuda_built() { return true; }
+namespace {
 
 // The kernels are compiled for sm_80 and sm_90 (CMakeLists.txt), so older GPUs cannot run
 // them: they count as unusable rather than failing at the first launch.
-bool cuda_available() {
+bool gpu_usable() {
   static const bool available = [] {
     constexpr int kMinComputeMajor = 8;
     int count = 0;
@@ -28,6 +28,8 @@ bool cuda_available() {
   }();
   return available;
 }
+
+}  // namespace
 
 namespace cuda {
 namespace {
@@ -67,9 +69,11 @@ void copy_bytes(void* dst, Device dst_device, const void* src, Device src_device
   }
 }
 
-// Registers the CUDA allocator and copy function when the library is loaded.
+// Registers the backend, and where a GPU can run it its allocator and copy function, when
+// the library is loaded: the device layer (autograd/allocator.h) answers from that.
 [[maybe_unused]] const bool g_registered = [] {
-  if (!cuda_available()) return false;
+  register_device_backend(DeviceType::cuda);
+  if (!gpu_usable()) return false;
   register_device_allocator(DeviceType::cuda, &cuda_allocator());
   register_device_copy(DeviceType::cuda, &copy_bytes);
   return true;

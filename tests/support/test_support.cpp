@@ -23,6 +23,27 @@ Tensor input(const Shape& shape, std::uint64_t seed, double low, double high, bo
 
 Tensor as_f32(const Tensor& t) { return t.detach().to(DType::f32); }
 
+const std::vector<UnaryCase>& unary_cases() {
+  static const std::vector<UnaryCase> cases = {
+#define TESSERA_UNARY_CASE(name, api, fwd, bwd, params, value, derivative, test) \
+  {UnaryOp::name, #name, TESSERA_UNARY_STRIP test},
+      TESSERA_UNARY_OPS(TESSERA_UNARY_CASE)
+#undef TESSERA_UNARY_CASE
+  };
+  return cases;
+}
+
+Tensor unary_input(const UnaryCase& c, const Shape& shape, std::uint64_t seed) {
+  constexpr double kGap = 0.05;  // finite differences of h = 1e-6 never straddle a kink
+  std::vector<double> v = input(shape, seed, c.low, c.high, false).to_vector<double>();
+  for (double& x : v)
+    for (const double kink : {0.0, c.a, c.b})
+      if (std::abs(x - kink) < kGap) x = kink + (x < kink ? -kGap : kGap);
+  Tensor t = from_vector(v, shape, {.dtype = DType::f64});
+  t.set_requires_grad(true);
+  return t;
+}
+
 CommandResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& dir, const std::string& env) {
   const std::filesystem::path out = dir / "stdout.txt", err = dir / "stderr.txt";
   std::string cmd = env + " '" + std::string(TESSERA_BINARY_DIR) + "/tessera'";

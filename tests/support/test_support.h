@@ -42,6 +42,18 @@ struct CommandResult {
 CommandResult run_cli(const std::vector<std::string>& args, const std::filesystem::path& dir,
                       const std::string& env = "");
 
+// Every row of the unary op table (ops/unary_ops.h) with its gradient-check domain: the tests
+// that loop over it cover a new op without being edited.
+struct UnaryCase {
+  UnaryOp op;
+  const char* name;
+  double low, high;  // inputs drawn from [low, high]...
+  double a, b;       // ...kept 0.05 away from 0, a and b; a and b are the op's parameters
+};
+const std::vector<UnaryCase>& unary_cases();
+// f64 input for a case (requires_grad set), from a fixed seed.
+Tensor unary_input(const UnaryCase& c, const Shape& shape, std::uint64_t seed);
+
 // A fresh empty directory under the build tree, removed when the object dies.
 class TempDir {
  public:
