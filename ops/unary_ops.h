@@ -27,6 +27,10 @@
     (x > T(0) ? x : T(0)),                                                                                   \
     (x > T(0) ? T(1) : T(0)),                                                                                \
     (-2, 2, 0, 0))                                                                                           \
+  X(abs, public, eltwise_abs, eltwise_abs, (0, 0),                                                           \
+    (x < T(0) ? -x : x),                                                                                     \
+    (x < T(0) ? T(-1) : x > T(0) ? T(1) : T(0)),                                                             \
+    (-2, 2, 0, 0))                                                                                           \
   X(gelu_erf, internal, eltwise_gelu_erf, eltwise_gelu_erf, (0, 0),                                          \
     (T(0.5) * x * (T(1) + m::erf(x * T(m::kInvSqrt2)))),                                                     \
     (T(0.5) * (T(1) + m::erf(x * T(m::kInvSqrt2))) + x * T(m::kInvSqrt2Pi) * m::exp(T(-0.5) * x * x)),      \
