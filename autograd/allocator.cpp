@@ -1,4 +1,4 @@
-#include "autograd/allocator.h"
+#include "tessera/autograd/allocator.h"
 
 #include <bit>
 #include <cstring>

@@ -1,10 +1,10 @@
-#include "autograd/gradcheck.h"
+#include "tessera/autograd/gradcheck.h"
 
 #include <algorithm>
 #include <cmath>
 #include <numeric>
 
-#include "autograd/tape.h"
+#include "tessera/autograd/tape.h"
 
 namespace tessera {
 namespace {

@@ -1,4 +1,4 @@
-#include "autograd/profiler.h"
+#include "tessera/autograd/profiler.h"
 
 namespace tessera {
 namespace {

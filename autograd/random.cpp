@@ -1,4 +1,4 @@
-#include "autograd/random.h"
+#include "tessera/autograd/random.h"
 
 namespace tessera {
 

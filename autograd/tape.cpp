@@ -1,14 +1,11 @@
-#include "autograd/tape.h"
+#include "tessera/autograd/tape.h"
 
 #include <algorithm>
 #include <chrono>
 
-#include "autograd/profiler.h"
+#include "tessera/autograd/profiler.h"
 
 namespace tessera {
-
-// Defined with the elementwise ops: a + b without recording.
-Tensor add_out_of_place(const Tensor& a, const Tensor& b);
 
 namespace {
 
@@ -83,7 +80,7 @@ void accumulate_grad(TensorImpl& t, const Tensor& g) {
   Tensor current(t.grad);
   const bool sole_owner = t.grad.use_count() == 2 && t.grad->storage.use_count() == 1;  // t.grad + `current`
   if (sole_owner) current.add_(g);
-  else t.grad = add_out_of_place(current, g).impl_ptr();
+  else t.grad = tensor_ops("backward").add_unrecorded(current, g).impl_ptr();
 }
 
 void backward(const Tensor& root, const Tensor& grad) {

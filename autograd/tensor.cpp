@@ -1,12 +1,13 @@
-#include "autograd/tensor.h"
+#include "tessera/autograd/tensor.h"
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <numeric>
 
-#include "autograd/bf16.h"
-#include "autograd/tape.h"
+#include "tessera/autograd/bf16.h"
+#include "tessera/autograd/tape.h"
 
 namespace tessera {
 
@@ -371,6 +372,86 @@ bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
     if (std::abs(x - y) > atol + rtol * std::abs(y)) return false;
   }
   return true;
+}
+
+
+// ---- the methods that are ops (registered by the ops layer: TensorOps)
+
+namespace {
+TensorOps g_tensor_ops;  // constant-initialised: safe whatever the order of static initialisers
+}  // namespace
+
+void register_tensor_ops(const TensorOps& ops) { g_tensor_ops = ops; }
+
+const TensorOps& tensor_ops(const char* method) {
+  TESSERA_CHECK(g_tensor_ops.cast != nullptr, Error,
+                "Tensor::{}: the ops layer (libtessera_ops) is not loaded; link Tessera::tessera", method);
+  return g_tensor_ops;
+}
+
+Tensor Tensor::to(DType target) const { return tensor_ops("to").cast(*this, target); }
+
+Tensor Tensor::clone() const {
+  Tensor out = contiguous_copy();
+  if (needs_recording({this}))
+    record("clone", {*this}, out, [](const Tensor& dout) { return std::vector<Tensor>{dout}; });
+  return out;
+}
+
+Tensor Tensor::reshape(const Shape& s) const { return tensor_ops("reshape").reshape(*this, s); }
+
+Tensor Tensor::flatten(std::int64_t start_axis, std::int64_t end_axis) const {
+  if (dim() == 0) return reshape({1});
+  const int s = normalize_axis(start_axis, dim(), "flatten");
+  const int e = normalize_axis(end_axis, dim(), "flatten");
+  TESSERA_CHECK(s <= e, ShapeError, "flatten: start axis {} after end axis {}", start_axis, end_axis);
+  Shape out(shape().begin(), shape().begin() + s);
+  std::int64_t n = 1;
+  for (int i = s; i <= e; ++i) n *= shape()[i];
+  out.push_back(n);
+  out.insert(out.end(), shape().begin() + e + 1, shape().end());
+  return reshape(out);
+}
+
+Tensor Tensor::unsqueeze(std::int64_t axis) const {
+  Shape s = shape();
+  const int a = normalize_axis(axis, dim() + 1, "unsqueeze");
+  s.insert(s.begin() + a, 1);
+  return reshape(s);
+}
+
+Tensor Tensor::squeeze(std::int64_t axis) const {
+  const int a = normalize_axis(axis, dim(), "squeeze");
+  TESSERA_CHECK(shape()[a] == 1, ShapeError, "squeeze: axis {} of {} has size {}, not 1", axis,
+                shape_str(shape()), shape()[a]);
+  Shape s = shape();
+  s.erase(s.begin() + a);
+  return reshape(s);
+}
+
+Tensor Tensor::permute(const std::vector<std::int64_t>& order) const {
+  return tensor_ops("permute").permute(*this, order);
+}
+
+Tensor Tensor::transpose(std::int64_t a, std::int64_t b) const {
+  std::vector<std::int64_t> order(static_cast<std::size_t>(dim()));
+  std::iota(order.begin(), order.end(), 0);
+  std::swap(order[static_cast<std::size_t>(normalize_axis(a, dim(), "transpose"))],
+            order[static_cast<std::size_t>(normalize_axis(b, dim(), "transpose"))]);
+  return permute(order);
+}
+
+Tensor& Tensor::add_(const Tensor& other, double alpha) {
+  TESSERA_CHECK(other.dtype() == dtype() && other.device() == device() && other.shape() == shape(), ShapeError,
+                "add_: {} {} on {} into {} {} on {}", shape_str(other.shape()), other.dtype(), other.device(),
+                shape_str(shape()), dtype(), device());
+  tensor_ops("add_").add_inplace(*this, other, alpha);
+  return *this;
+}
+
+Tensor& Tensor::mul_(double factor) {
+  tensor_ops("mul_").scale_inplace(*this, factor);
+  return *this;
 }
 
 }  // namespace tessera

@@ -1,4 +1,4 @@
-#include "bench/bench.h"
+#include "tessera/bench/bench.h"
 
 #include <sys/resource.h>
 
@@ -8,11 +8,11 @@
 
 #include <omp.h>
 
-#include "autograd/profiler.h"
-#include "models/vit.h"
-#include "ops/cpu_info.h"
-#include "ops/kernels.h"
-#include "optim/optim.h"
+#include "tessera/autograd/profiler.h"
+#include "tessera/models/vit.h"
+#include "tessera/ops/cpu_info.h"
+#include "tessera/ops/kernels.h"
+#include "tessera/optim/optim.h"
 
 namespace tessera::bench {
 namespace {

@@ -1,4 +1,4 @@
-#include "datasets/cifar.h"
+#include "tessera/datasets/cifar.h"
 
 #include <cstring>
 

@@ -1,4 +1,4 @@
-#include "datasets/dataset.h"
+#include "tessera/datasets/dataset.h"
 
 #include <algorithm>
 #include <array>

@@ -1,4 +1,4 @@
-#include "datasets/factory.h"
+#include "tessera/datasets/factory.h"
 
 #include <algorithm>
 #include <cctype>
@@ -6,10 +6,10 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "datasets/cifar.h"
-#include "datasets/idx.h"
-#include "datasets/image_folder.h"
-#include "datasets/synthetic.h"
+#include "tessera/datasets/cifar.h"
+#include "tessera/datasets/idx.h"
+#include "tessera/datasets/image_folder.h"
+#include "tessera/datasets/synthetic.h"
 
 namespace tessera::datasets {
 namespace {

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "datasets/dataset.h"
+#include "tessera/datasets/dataset.h"
 
 namespace tessera::datasets::detail {
 

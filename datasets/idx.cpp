@@ -1,4 +1,4 @@
-#include "datasets/idx.h"
+#include "tessera/datasets/idx.h"
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>

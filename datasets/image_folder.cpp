@@ -1,4 +1,4 @@
-#include "datasets/image_folder.h"
+#include "tessera/datasets/image_folder.h"
 
 #include <algorithm>
 #include <cctype>

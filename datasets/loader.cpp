@@ -1,4 +1,4 @@
-#include "datasets/loader.h"
+#include "tessera/datasets/loader.h"
 
 #include <algorithm>
 #include <condition_variable>
@@ -11,7 +11,7 @@
 
 #include <fmt/format.h>
 
-#include "autograd/random.h"
+#include "tessera/autograd/random.h"
 
 namespace tessera::datasets {
 namespace detail {

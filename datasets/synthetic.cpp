@@ -1,11 +1,11 @@
-#include "datasets/synthetic.h"
+#include "tessera/datasets/synthetic.h"
 
 #include <algorithm>
 #include <cmath>
 
 #include <fmt/format.h>
 
-#include "autograd/random.h"
+#include "tessera/autograd/random.h"
 
 namespace tessera::datasets {
 namespace {

@@ -1,4 +1,4 @@
-#include "datasets/transforms.h"
+#include "tessera/datasets/transforms.h"
 
 #include <algorithm>
 #include <cmath>
@@ -7,7 +7,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
-#include "autograd/random.h"
+#include "tessera/autograd/random.h"
 
 namespace tessera::datasets {
 

@@ -1,8 +1,8 @@
-#include "models/vit.h"
+#include "tessera/models/vit.h"
 
 #include <algorithm>
 
-#include "nn/init.h"
+#include "tessera/nn/init.h"
 
 namespace tessera::models {
 

@@ -1,4 +1,4 @@
-#include "nn/attention.h"
+#include "tessera/nn/attention.h"
 
 #include <cmath>
 #include <limits>

@@ -1,6 +1,6 @@
-#include "nn/init.h"
+#include "tessera/nn/init.h"
 
-#include "ops/ops.h"
+#include "tessera/ops/ops.h"
 
 #include <cmath>
 

@@ -1,6 +1,6 @@
-#include "nn/layers.h"
+#include "tessera/nn/layers.h"
 
-#include "nn/init.h"
+#include "tessera/nn/init.h"
 
 namespace tessera::nn {
 

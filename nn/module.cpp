@@ -1,9 +1,9 @@
-#include "nn/module.h"
+#include "tessera/nn/module.h"
 
 #include <algorithm>
 #include <set>
 
-#include "autograd/tape.h"
+#include "tessera/autograd/tape.h"
 
 namespace tessera::nn {
 namespace {

@@ -1,4 +1,4 @@
-#include "nn/transformer.h"
+#include "tessera/nn/transformer.h"
 
 #include <cmath>
 

@@ -1,8 +1,8 @@
 // self_attention: the fused CPU kernel with its gradient, and the composed version.
 // Letters: B batch, N tokens, D width, H heads, E = D / H head size.
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 #include "ops/op_utils.h"
-#include "ops/ops.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera {
 namespace {

@@ -2,7 +2,7 @@
 // axis itself, and the product of the axes after it.
 #pragma once
 
-#include "autograd/tensor.h"
+#include "tessera/autograd/tensor.h"
 
 namespace tessera {
 

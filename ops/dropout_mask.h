@@ -8,7 +8,7 @@
 
 #include <cstdint>
 
-#include "autograd/philox.h"
+#include "tessera/autograd/philox.h"
 
 namespace tessera {
 

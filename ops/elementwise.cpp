@@ -1,9 +1,9 @@
 // Elementwise ops: broadcasting arithmetic, unary math and activations, where, casts.
 #include <cmath>
 
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 #include "ops/op_utils.h"
-#include "ops/ops.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera {
 
@@ -161,32 +161,27 @@ Tensor cast(const Tensor& x, DType dtype) {
   return out;
 }
 
-Tensor Tensor::to(DType target) const { return cast(*this, target); }
+namespace {
 
-Tensor Tensor::clone() const {
-  Tensor out = contiguous_copy();
-  if (needs_recording({this}))
-    record("clone", {*this}, out, [](const Tensor& dout) { return std::vector<Tensor>{dout}; });
-  return out;
-}
+// The Tensor methods and the tape's gradient accumulation, which autograd reaches through
+// this registration (autograd/tensor.h: TensorOps) rather than by calling up a layer.
+const bool kTensorOpsRegistered = [] {
+  register_tensor_ops({
+      .cast = cast,
+      .reshape = [](const Tensor& x, const Shape& s) { return reshape(x, s); },
+      .permute = [](const Tensor& x, const std::vector<std::int64_t>& o) { return permute(x, o); },
+      .add_inplace = kernels::add_inplace,
+      .scale_inplace = kernels::scale_inplace,
+      .add_unrecorded =
+          [](const Tensor& a, const Tensor& b) {
+            Tensor out = empty_like(a);
+            kernels::binary(BinaryOp::add, a, b, out);
+            return out;
+          },
+  });
+  return true;
+}();
 
-Tensor& Tensor::add_(const Tensor& other, double alpha) {
-  check_compatible("add_", *this, other);
-  TESSERA_CHECK(other.shape() == shape(), ShapeError, "add_: shape {} into {}",
-                shape_str(other.shape()), shape_str(shape()));
-  kernels::add_inplace(*this, other, alpha);
-  return *this;
-}
-
-Tensor add_out_of_place(const Tensor& a, const Tensor& b) {
-  Tensor out = empty_like(a);
-  kernels::binary(BinaryOp::add, a, b, out);
-  return out;
-}
-
-Tensor& Tensor::mul_(double factor) {
-  kernels::scale_inplace(*this, factor);
-  return *this;
-}
+}  // namespace
 
 }  // namespace tessera

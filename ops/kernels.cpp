@@ -1,7 +1,7 @@
 // Routes each kernel to the backend of its tensors' device.
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 
-#include "ops/ops.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera {
 

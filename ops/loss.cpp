@@ -1,7 +1,7 @@
 // dropout and cross_entropy, with their gradients.
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 #include "ops/op_utils.h"
-#include "ops/ops.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera {
 

@@ -1,8 +1,8 @@
 // matmul and linear, with their gradients.
-#include "ops/cpu_info.h"
-#include "ops/kernels.h"
+#include "tessera/ops/cpu_info.h"
+#include "tessera/ops/kernels.h"
 #include "ops/op_utils.h"
-#include "ops/ops.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera {
 namespace {

@@ -1,7 +1,7 @@
 // layer_norm over the last axis, with its gradient.
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 #include "ops/op_utils.h"
-#include "ops/ops.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera {
 

@@ -1,7 +1,7 @@
 // Input checks and small helpers shared by the op implementations.
 #pragma once
 
-#include "autograd/tensor.h"
+#include "tessera/autograd/tensor.h"
 
 namespace tessera::detail {
 

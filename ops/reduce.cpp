@@ -1,9 +1,9 @@
 // Reductions (sum, mean, max, argmax) and sum_to, the backward of broadcasting.
 #include <algorithm>
 
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 #include "ops/op_utils.h"
-#include "ops/ops.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera {
 namespace {

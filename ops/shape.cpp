@@ -2,9 +2,9 @@
 #include <algorithm>
 #include <numeric>
 
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 #include "ops/op_utils.h"
-#include "ops/ops.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera {
 namespace {
@@ -51,36 +51,6 @@ Tensor reshape(const Tensor& x, const Shape& shape) {
   return view;
 }
 
-Tensor Tensor::reshape(const Shape& s) const { return tessera::reshape(*this, s); }
-
-Tensor Tensor::flatten(std::int64_t start_axis, std::int64_t end_axis) const {
-  if (dim() == 0) return reshape({1});
-  const int s = normalize_axis(start_axis, dim(), "flatten");
-  const int e = normalize_axis(end_axis, dim(), "flatten");
-  TESSERA_CHECK(s <= e, ShapeError, "flatten: start axis {} after end axis {}", start_axis, end_axis);
-  Shape out(shape().begin(), shape().begin() + s);
-  std::int64_t n = 1;
-  for (int i = s; i <= e; ++i) n *= shape()[i];
-  out.push_back(n);
-  out.insert(out.end(), shape().begin() + e + 1, shape().end());
-  return reshape(out);
-}
-
-Tensor Tensor::unsqueeze(std::int64_t axis) const {
-  Shape s = shape();
-  const int a = normalize_axis(axis, dim() + 1, "unsqueeze");
-  s.insert(s.begin() + a, 1);
-  return reshape(s);
-}
-
-Tensor Tensor::squeeze(std::int64_t axis) const {
-  const int a = normalize_axis(axis, dim(), "squeeze");
-  TESSERA_CHECK(shape()[a] == 1, ShapeError, "squeeze: axis {} of {} has size {}, not 1", axis,
-                shape_str(shape()), shape()[a]);
-  Shape s = shape();
-  s.erase(s.begin() + a);
-  return reshape(s);
-}
 
 Tensor permute(const Tensor& x, const std::vector<std::int64_t>& order) {
   TESSERA_CHECK(x.defined(), Error, "permute: input is undefined");
@@ -108,15 +78,7 @@ Tensor permute(const Tensor& x, const std::vector<std::int64_t>& order) {
   return out;
 }
 
-Tensor transpose(const Tensor& x, std::int64_t a, std::int64_t b) {
-  std::vector<std::int64_t> order(x.dim());
-  std::iota(order.begin(), order.end(), 0);
-  std::swap(order[normalize_axis(a, x.dim(), "transpose")], order[normalize_axis(b, x.dim(), "transpose")]);
-  return permute(x, order);
-}
-
-Tensor Tensor::transpose(std::int64_t a, std::int64_t b) const { return tessera::transpose(*this, a, b); }
-Tensor Tensor::permute(const std::vector<std::int64_t>& order) const { return tessera::permute(*this, order); }
+Tensor transpose(const Tensor& x, std::int64_t a, std::int64_t b) { return x.transpose(a, b); }
 
 Tensor expand(const Tensor& x, const Shape& shape) {
   TESSERA_CHECK(x.defined(), Error, "expand: input is undefined");

@@ -1,9 +1,9 @@
 // Adam and AdamW: option checks, bias corrections, and the call into the fused kernel.
-#include "optim/adam.h"
+#include "tessera/optim/adam.h"
 
 #include <cmath>
 
-#include "ops/kernels.h"
+#include "optim/update_kernels.h"
 
 namespace tessera::optim {
 namespace {

@@ -1,10 +1,10 @@
 // Gradient-norm clipping.
-#include "optim/clip.h"
+#include "tessera/optim/clip.h"
 
 #include <cmath>
 #include <set>
 
-#include "ops/kernels.h"
+#include "optim/update_kernels.h"
 
 namespace tessera::optim {
 

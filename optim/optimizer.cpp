@@ -1,12 +1,12 @@
 // Optimizer base: groups, per-param state, zero_grad, lr access, state export/import.
-#include "optim/optimizer.h"
+#include "tessera/optim/optimizer.h"
 
 #include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
 
-#include "autograd/tape.h"
+#include "tessera/autograd/tape.h"
 
 namespace tessera::optim {
 

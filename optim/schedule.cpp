@@ -1,10 +1,10 @@
 // Learning-rate schedules: constant, step decay, cosine, each with optional linear warm-up.
-#include "optim/schedule.h"
+#include "tessera/optim/schedule.h"
 
 #include <cmath>
 #include <numbers>
 
-#include "autograd/error.h"
+#include "tessera/autograd/error.h"
 
 namespace tessera::optim {
 

@@ -1,9 +1,9 @@
 // SGD: option checks and the call into the fused kernel.
-#include "optim/sgd.h"
+#include "tessera/optim/sgd.h"
 
 #include <cmath>
 
-#include "ops/kernels.h"
+#include "optim/update_kernels.h"
 
 namespace tessera::optim {
 namespace {

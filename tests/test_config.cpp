@@ -6,7 +6,7 @@
 #include <sstream>
 
 #include "support/test_support.h"
-#include "train/config.h"
+#include "tessera/train/config.h"
 
 using namespace tessera;
 using namespace tessera::train;

@@ -11,9 +11,10 @@
 #include <iostream>
 #include <limits>
 
-#include "autograd/allocator.h"
+#include "tessera/autograd/allocator.h"
 #include "ops/dropout_mask.h"
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
+#include "optim/update_kernels.h"
 #include "support/test_support.h"
 
 using namespace tessera;
@@ -162,7 +163,7 @@ BOOST_AUTO_TEST_CASE(cuda_kernels_reject_host_tensors_by_name) {
   }
   Tensor idx = from_vector<std::int64_t>({0, 1});
   BOOST_CHECK_THROW(cuda::index_select(a, 0, idx, out), DeviceError);
-  BOOST_CHECK_THROW(cuda::squared_norm(a), DeviceError);
+  BOOST_CHECK_THROW(optim::cuda::squared_norm(a), DeviceError);
 }
 #endif
 
@@ -354,9 +355,9 @@ GPU_TEST_CASE(reductions_match_cpu) {
     const Tensor big = in({1000003}, 14).to(t);
     double want = 0;
     for (double v : values(big)) want += v * v;
-    BOOST_TEST(kernels::squared_norm(dev(big)) == want, boost::test_tools::tolerance(1e-9));
+    BOOST_TEST(optim::kernels::squared_norm(dev(big)) == want, boost::test_tools::tolerance(1e-9));
   }
-  BOOST_TEST(kernels::squared_norm(empty_on_dev({0}, DType::f32)) == 0.0);
+  BOOST_TEST(optim::kernels::squared_norm(empty_on_dev({0}, DType::f32)) == 0.0);
 }
 
 GPU_TEST_CASE(shape_ops_match_cpu) {
@@ -744,10 +745,10 @@ GPU_TEST_CASE(optimizer_updates_match_reference) {
         for (int step = 1; step <= 3; ++step) {
           if (variant < 2) {  // Adam (L2) and AdamW (decoupled)
             const bool decoupled = variant == 1;
-            const AdamUpdate u{.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.05,
+            const optim::AdamUpdate u{.lr = 1e-2, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8, .weight_decay = 0.05,
                                .decoupled = decoupled, .bias_correction1 = 1 - std::pow(0.9, step),
                                .bias_correction2 = 1 - std::pow(0.999, step)};
-            kernels::adam_update(p, g, m, v, u);
+            optim::kernels::adam_update(p, g, m, v, u);
             for (std::size_t k = 0; k < shapes.size(); ++k) {
               if (k == 5) continue;
               for (std::size_t j = 0; j < rp[k].size(); ++j) {
@@ -761,9 +762,9 @@ GPU_TEST_CASE(optimizer_updates_match_reference) {
               }
             }
           } else {  // SGD with momentum and dampening, plain and Nesterov
-            const SgdUpdate u{.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01,
+            const optim::SgdUpdate u{.lr = 0.1, .momentum = 0.9, .dampening = 0.1, .weight_decay = 0.01,
                               .nesterov = variant == 3, .first_step = step == 1};
-            kernels::sgd_update(p, g, buf, u);
+            optim::kernels::sgd_update(p, g, buf, u);
             for (std::size_t k = 0; k < shapes.size(); ++k) {
               if (k == 5) continue;
               for (std::size_t j = 0; j < rp[k].size(); ++j) {
@@ -790,7 +791,7 @@ GPU_TEST_CASE(optimizer_updates_match_reference) {
   // Momentum 0: no buffers needed.
   std::vector<Tensor> p = {dev(in({4}, 1))}, g = {dev(in({4}, 2))};
   const std::vector<double> p0 = values(p[0]), g0 = values(g[0]);
-  kernels::sgd_update(p, g, {}, SgdUpdate{.lr = 0.5, .momentum = 0, .dampening = 0, .weight_decay = 0,
+  optim::kernels::sgd_update(p, g, {}, optim::SgdUpdate{.lr = 0.5, .momentum = 0, .dampening = 0, .weight_decay = 0,
                                           .nesterov = false, .first_step = true});
   std::vector<double> want(4);
   for (int j = 0; j < 4; ++j) want[j] = p0[j] - 0.5 * g0[j];

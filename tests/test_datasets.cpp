@@ -13,9 +13,9 @@
 
 #include <sys/stat.h>
 
-#include "datasets/datasets.h"
+#include "tessera/datasets/datasets.h"
 #include "support/test_support.h"
-#include "train/data.h"
+#include "tessera/train/data.h"
 
 // The test writes PNG/BMP/JPEG files and gzip data with stb_image_write's own encoder
 // (compiled in here, privately), independent of the zlib and stb_image the library reads with.

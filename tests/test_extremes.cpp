@@ -6,7 +6,7 @@
 #include <limits>
 
 #include "support/test_support.h"
-#include "train/trainer.h"
+#include "tessera/train/trainer.h"
 
 namespace tt = tessera::train;
 namespace fs = std::filesystem;

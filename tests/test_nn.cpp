@@ -2,8 +2,8 @@
 // small hand-computed examples.
 #include <cmath>
 
-#include "nn/attention.h"
-#include "nn/transformer.h"
+#include "tessera/nn/attention.h"
+#include "tessera/nn/transformer.h"
 #include "support/test_support.h"
 
 using namespace tessera;

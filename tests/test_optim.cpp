@@ -6,8 +6,9 @@
 #include <memory>
 #include <string>
 
-#include "ops/kernels.h"
-#include "optim/optim.h"
+#include "tessera/ops/kernels.h"
+#include "optim/update_kernels.h"
+#include "tessera/optim/optim.h"
 #include "support/test_support.h"
 
 using namespace tessera;
@@ -561,21 +562,21 @@ BOOST_AUTO_TEST_CASE(kernels_check_their_inputs) {
   const std::vector<Tensor> params = {zeros({2, 3}), zeros({4})};
   const std::vector<Tensor> grads = {zeros({2, 3}), zeros({3})};
   const std::vector<Tensor> m = {zeros({2, 3}), zeros({4})};
-  const AdamUpdate u{.lr = 0.1, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0,
+  const op::AdamUpdate u{.lr = 0.1, .beta1 = 0.9, .beta2 = 0.99, .eps = 1e-8, .weight_decay = 0,
                      .decoupled = false, .bias_correction1 = 0.1, .bias_correction2 = 0.01};
   try {
-    kernels::adam_update(params, grads, m, m, u);
+    op::kernels::adam_update(params, grads, m, m, u);
     BOOST_ERROR("mismatched gradient accepted");
   } catch (const ShapeError& e) {
     BOOST_TEST(message_contains(e, "adam_update: grads[1] is (3) f32 but its param is (4) f32"), e.what());
   }
-  BOOST_CHECK_THROW(kernels::adam_update(params, {params[0]}, m, m, u), Error);
-  BOOST_CHECK_THROW(kernels::adam_update(params, params, m, {m[0], zeros({4}, {.dtype = f64})}, u),
+  BOOST_CHECK_THROW(op::kernels::adam_update(params, {params[0]}, m, m, u), Error);
+  BOOST_CHECK_THROW(op::kernels::adam_update(params, params, m, {m[0], zeros({4}, {.dtype = f64})}, u),
                     ShapeError);
-  const SgdUpdate s{.lr = 0.1, .momentum = 0.9, .dampening = 0, .weight_decay = 0, .nesterov = false,
+  const op::SgdUpdate s{.lr = 0.1, .momentum = 0.9, .dampening = 0, .weight_decay = 0, .nesterov = false,
                     .first_step = true};
-  BOOST_CHECK_THROW(kernels::sgd_update(params, params, {}, s), Error);  // momentum needs buffers
-  BOOST_CHECK_THROW(kernels::squared_norm(zeros({2}, {.dtype = i64})), DTypeError);
+  BOOST_CHECK_THROW(op::kernels::sgd_update(params, params, {}, s), Error);  // momentum needs buffers
+  BOOST_CHECK_THROW(op::kernels::squared_norm(zeros({2}, {.dtype = i64})), DTypeError);
 }
 
 // ---------------------------------------------------------------- schedules

@@ -5,8 +5,8 @@
 #include <cstdlib>
 #include <fstream>
 
-#include "ops/cpu_info.h"
-#include "ops/kernels.h"
+#include "tessera/ops/cpu_info.h"
+#include "tessera/ops/kernels.h"
 #include "support/test_support.h"
 
 using namespace tessera;

@@ -11,8 +11,8 @@
 #include <sstream>
 
 #include "support/test_support.h"
-#include "train/memory.h"
-#include "train/trainer.h"
+#include "tessera/train/memory.h"
+#include "tessera/train/trainer.h"
 
 namespace tt = tessera::train;
 namespace fs = std::filesystem;

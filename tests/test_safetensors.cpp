@@ -12,9 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "autograd/bf16.h"
+#include "tessera/autograd/bf16.h"
 #include "support/test_support.h"
-#include "train/safetensors.h"
+#include "tessera/train/safetensors.h"
 
 using namespace tessera;
 using namespace tessera::io;

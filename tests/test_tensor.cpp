@@ -1,5 +1,5 @@
 // Tensor basics: factories, dtypes, conversions, printing, the allocator and the generator.
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 #include "support/test_support.h"
 
 using namespace tessera;

@@ -13,9 +13,9 @@
 #include <nlohmann/json.hpp>
 
 #include "support/test_support.h"
-#include "train/data.h"
-#include "train/memory.h"
-#include "train/trainer.h"
+#include "tessera/train/data.h"
+#include "tessera/train/memory.h"
+#include "tessera/train/trainer.h"
 
 using namespace tessera;
 namespace tt = tessera::train;

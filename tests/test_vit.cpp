@@ -1,8 +1,8 @@
 // The Vision Transformer: presets, configuration errors, end-to-end gradients of a tiny
 // model in every variant, and learning (64 random images driven to 100% training accuracy).
-#include "models/vit.h"
-#include "optim/optim.h"
-#include "train/safetensors.h"
+#include "tessera/models/vit.h"
+#include "tessera/optim/optim.h"
+#include "tessera/train/safetensors.h"
 #include "support/test_support.h"
 
 using namespace tessera;

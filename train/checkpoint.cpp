@@ -1,4 +1,4 @@
-#include "train/checkpoint.h"
+#include "tessera/train/checkpoint.h"
 
 #include <algorithm>
 #include <charconv>

@@ -1,4 +1,4 @@
-#include "train/cli.h"
+#include "tessera/train/cli.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -12,13 +12,13 @@
 
 #include <CLI/CLI.hpp>
 
-#include "autograd/gradcheck.h"
-#include "bench/bench.h"
-#include "datasets/image_folder.h"
-#include "ops/cpu_info.h"
-#include "train/data.h"
-#include "train/memory.h"
-#include "train/trainer.h"
+#include "tessera/autograd/gradcheck.h"
+#include "tessera/bench/bench.h"
+#include "tessera/datasets/image_folder.h"
+#include "tessera/ops/cpu_info.h"
+#include "tessera/train/data.h"
+#include "tessera/train/memory.h"
+#include "tessera/train/trainer.h"
 
 namespace ts = tessera;
 namespace tt = tessera::train;

@@ -1,4 +1,4 @@
-#include "train/config.h"
+#include "tessera/train/config.h"
 
 #include <algorithm>
 #include <cctype>
@@ -17,7 +17,7 @@
 #include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
-#include "autograd/error.h"
+#include "tessera/autograd/error.h"
 #include "train/input_file.h"
 
 namespace tessera::train {

@@ -1,4 +1,4 @@
-#include "train/data.h"
+#include "tessera/train/data.h"
 
 namespace tessera::train {
 

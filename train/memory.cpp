@@ -1,12 +1,12 @@
-#include "train/memory.h"
+#include "tessera/train/memory.h"
 
 #include <algorithm>
 #include <numeric>
 
-#include "autograd/allocator.h"
-#include "autograd/random.h"
-#include "autograd/tape.h"
-#include "ops/ops.h"
+#include "tessera/autograd/allocator.h"
+#include "tessera/autograd/random.h"
+#include "tessera/autograd/tape.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera::train {
 namespace {

@@ -1,4 +1,4 @@
-#include "train/safetensors.h"
+#include "tessera/train/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -16,7 +16,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "autograd/error.h"
+#include "tessera/autograd/error.h"
 #include "train/input_file.h"
 
 namespace tessera::io {

@@ -1,4 +1,4 @@
-#include "train/trainer.h"
+#include "tessera/train/trainer.h"
 
 #include <fcntl.h>
 #include <omp.h>
@@ -15,10 +15,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "ops/cpu_info.h"
-#include "optim/optim.h"
-#include "train/data.h"
-#include "train/memory.h"
+#include "tessera/ops/cpu_info.h"
+#include "tessera/optim/optim.h"
+#include "tessera/train/data.h"
+#include "tessera/train/memory.h"
 #include "train/progress.h"
 #include "train/run_lock.h"
 

@@ -8,11 +8,11 @@
 
 #include "ops/cpu/dnnl_utils.h"
 #include "ops/cpu/vec_math.h"
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 #include "ops/dropout_mask.h"
 #include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-TESSERA_CPU_ISA_BEGIN
+TESSERA_CPU_ISA_BEGIN(tessera::cpu)
 namespace {
 
 // The dropout factor of weight (bh, i, j): 0 or 1/(1-p), the same rule as ops' dropout.

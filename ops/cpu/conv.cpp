@@ -2,11 +2,11 @@
 // NCHW/OIHW layouts, f64 reference loops.
 // x (B, C, H, W), w (O, C, KH, KW), y (B, O, OH, OW).
 #include "ops/cpu/dnnl_utils.h"
-#include "ops/kernels.h"
-#include "ops/ops.h"
+#include "tessera/ops/kernels.h"
+#include "tessera/ops/ops.h"
 #include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-TESSERA_CPU_ISA_BEGIN
+TESSERA_CPU_ISA_BEGIN(tessera::cpu)
 namespace {
 
 struct ConvGeometry {

@@ -1,4 +1,4 @@
-#include "ops/cpu_info.h"
+#include "tessera/ops/cpu_info.h"
 
 #include <cpuid.h>
 
@@ -8,7 +8,7 @@
 #include <fmt/format.h>
 #include <oneapi/dnnl/dnnl.hpp>
 
-#include "autograd/error.h"
+#include "tessera/autograd/error.h"
 
 namespace tessera {
 namespace {
@@ -151,6 +151,12 @@ std::string bf16_unavailable_reason() {
       "bf16 mixed precision needs a CPU with AVX-512 (oneDNN ISA avx512_core or newer; AVX512-BF16 runs it "
       "natively), but oneDNN's ISA here is {}{}",
       c.onednn_isa, c.isa_cap.empty() ? "" : fmt::format(" ({})", c.isa_cap));
+}
+
+KernelIsa cpu_kernel_isa(const char* kernel) {
+  static const KernelIsa isa = cpu_info().kernels;
+  if (isa == KernelIsa::none) require_supported_cpu(kernel);  // throws
+  return isa;
 }
 
 void require_supported_cpu(const char* who) {

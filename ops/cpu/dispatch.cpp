@@ -1,8 +1,8 @@
 // The CPU backend's entry points: each cpu:: kernel runs the build of its ISA level that this
 // CPU supports under oneDNN's effective ISA (cpu_info().kernels), so ONEDNN_MAX_CPU_ISA caps
 // our loops as it caps oneDNN. Below AVX2 every kernel refuses with a DeviceError.
-#include "ops/cpu_info.h"
-#include "ops/kernels.h"
+#include "tessera/ops/cpu_info.h"
+#include "tessera/ops/kernels.h"
 
 namespace tessera::cpu {
 
@@ -15,16 +15,8 @@ TESSERA_KERNELS(TESSERA_DECLARE_KERNEL)
 TESSERA_FUSED_KERNELS(TESSERA_DECLARE_KERNEL)
 }  // namespace avx512
 
-namespace {
-KernelIsa kernel_isa(const char* kernel) {
-  static const KernelIsa isa = cpu_info().kernels;
-  if (isa == KernelIsa::none) require_supported_cpu(kernel);  // throws
-  return isa;
-}
-}  // namespace
-
 #define TESSERA_DISPATCH_ISA(ret, name, params, args, device) \
-  ret name params { return kernel_isa(#name) == KernelIsa::avx512 ? avx512::name args : avx2::name args; }
+  ret name params { return cpu_kernel_isa(#name) == KernelIsa::avx512 ? avx512::name args : avx2::name args; }
 TESSERA_KERNELS(TESSERA_DISPATCH_ISA)
 TESSERA_FUSED_KERNELS(TESSERA_DISPATCH_ISA)
 

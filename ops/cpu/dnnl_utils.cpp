@@ -1,6 +1,6 @@
 #include "ops/cpu/dnnl_utils.h"
 
-#include "ops/cpu_info.h"
+#include "tessera/ops/cpu_info.h"
 
 namespace tessera::cpu {
 

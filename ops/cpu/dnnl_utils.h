@@ -12,7 +12,7 @@
 
 #include <oneapi/dnnl/dnnl.hpp>
 
-#include "autograd/tensor.h"
+#include "tessera/autograd/tensor.h"
 
 namespace tessera::cpu {
 

@@ -1,14 +1,14 @@
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 
 #include <bit>
 #include <cmath>
 
-#include "autograd/bf16.h"
+#include "tessera/autograd/bf16.h"
 #include "ops/cpu/dnnl_utils.h"
 #include "ops/cpu/strided_loop.h"
 #include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-TESSERA_CPU_ISA_BEGIN
+TESSERA_CPU_ISA_BEGIN(tessera::cpu)
 namespace {
 
 constexpr std::int64_t kParallelMin = 32768;

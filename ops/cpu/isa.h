@@ -1,10 +1,12 @@
 // The CPU kernels are built once per instruction-set level, so one portable binary runs
 // AVX2 code on an AVX2 CPU and AVX-512 code on an AVX-512 one. CMake compiles every kernel
-// file of ops/cpu/ twice, with TESSERA_CPU_ISA set to avx2 or avx512; the file wraps its
-// code in TESSERA_CPU_ISA_BEGIN / _END, which put it in namespace tessera::cpu::<isa> under
-// that level's target. Headers are included before BEGIN and stay at the baseline, so no
-// inline function or template they define is ever emitted with wider instructions (the
-// linker would keep one copy for both levels). ops/cpu/dispatch.cpp picks the level.
+// file of a layer's cpu/ directory twice (tessera_isa_objects), with TESSERA_CPU_ISA set to
+// avx2 or avx512; the file wraps its code in TESSERA_CPU_ISA_BEGIN(ns) / _END, which put it
+// in namespace ns::<isa> (tessera::cpu::avx2::, tessera::optim::cpu::avx512::) under that
+// level's target. Headers are included before BEGIN and stay at the baseline, so no inline
+// function or template they define is ever emitted with wider instructions (the linker
+// would keep one copy for both levels). Each layer's dispatch picks the level at run time
+// (cpu_kernel_isa in tessera/ops/cpu_info.h).
 //
 // GCC applies the target to every function in the region, lambdas and OpenMP bodies
 // included. Clang (the fuzz builds) does not propagate it to those, so under clang both
@@ -37,5 +39,5 @@
 #error "ops/cpu/isa.h: TESSERA_CPU_ISA must be avx2 or avx512"
 #endif
 
-#define TESSERA_CPU_ISA_BEGIN TESSERA_CPU_ISA_TARGET_PUSH namespace tessera::cpu::TESSERA_CPU_ISA {
+#define TESSERA_CPU_ISA_BEGIN(ns) TESSERA_CPU_ISA_TARGET_PUSH namespace ns::TESSERA_CPU_ISA {
 #define TESSERA_CPU_ISA_END } TESSERA_CPU_ISA_TARGET_POP

@@ -3,10 +3,10 @@
 #include <cmath>
 
 #include "ops/dropout_mask.h"
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 #include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-TESSERA_CPU_ISA_BEGIN
+TESSERA_CPU_ISA_BEGIN(tessera::cpu)
 
 void dropout(const Tensor& x, double p, std::uint64_t seed, std::uint64_t offset, Tensor& out) {
   const std::int64_t n = x.numel();

@@ -1,10 +1,10 @@
 // Matrix products: f32 through oneDNN matmul (transposes and batch broadcasting expressed
 // as strides, no copies), f64 through reference loops.
 #include "ops/cpu/dnnl_utils.h"
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 #include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-TESSERA_CPU_ISA_BEGIN
+TESSERA_CPU_ISA_BEGIN(tessera::cpu)
 namespace {
 
 // Row-major strides of `shape`, with the last two axes swapped when `transposed`:

@@ -2,10 +2,10 @@
 #include <algorithm>
 #include <limits>
 
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 #include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-TESSERA_CPU_ISA_BEGIN
+TESSERA_CPU_ISA_BEGIN(tessera::cpu)
 namespace {
 
 constexpr std::int64_t kParallelMin = 32768;

@@ -5,10 +5,10 @@
 
 #include "ops/cpu/strided_loop.h"
 #include "ops/axis_view.h"
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 #include "ops/cpu/isa.h"  // last: what follows is built per ISA level
 
-TESSERA_CPU_ISA_BEGIN
+TESSERA_CPU_ISA_BEGIN(tessera::cpu)
 namespace {
 
 constexpr std::int64_t kParallelMin = 32768;

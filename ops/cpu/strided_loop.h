@@ -7,7 +7,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "autograd/tensor.h"
+#include "tessera/autograd/tensor.h"
 
 namespace tessera::cpu {
 

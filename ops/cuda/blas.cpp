@@ -9,8 +9,8 @@
 #include <type_traits>
 
 #include "ops/cuda/runtime.h"
-#include "ops/kernels.h"
-#include "ops/ops.h"
+#include "tessera/ops/kernels.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera::cuda {
 namespace {

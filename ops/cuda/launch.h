@@ -11,7 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "ops/unary_ops.h"  // plain C++17: nvcc compiles it too
+#include "tessera/ops/unary_ops.h"  // plain C++17: nvcc compiles it too
 
 namespace tessera::cuda::launch {
 
@@ -112,33 +112,5 @@ struct ConvGeometry {
 void im2col(Elem t, const void* x, void* col, i64 nb, const ConvGeometry& g, bool rows_layout);
 // col (nb, C*KH*KW, OH*OW) -> dx (nb, C, H, W), summing overlapping taps (overwrites dx).
 void col2im(Elem t, const void* col, void* dx, i64 nb, const ConvGeometry& g);
-
-// ---- fused optimizer updates over many tensors
-constexpr int kMaxOptimTensors = 32;  // per launch (kernel parameter space)
-struct AdamTensors {
-  int count = 0;
-  void* p[kMaxOptimTensors];
-  const void* g[kMaxOptimTensors];
-  void* m[kMaxOptimTensors];
-  void* v[kMaxOptimTensors];
-  i64 end[kMaxOptimTensors];  // exclusive prefix sums of the sizes
-};
-struct AdamScalars {
-  double lr, beta1, beta2, eps, weight_decay, step_size, bias_correction2_sqrt;
-  bool decoupled;
-};
-void adam(Elem t, const AdamTensors& tensors, const AdamScalars& s);
-struct SgdTensors {
-  int count = 0;
-  void* p[kMaxOptimTensors];
-  const void* g[kMaxOptimTensors];
-  void* buf[kMaxOptimTensors];  // null when momentum == 0
-  i64 end[kMaxOptimTensors];
-};
-struct SgdScalars {
-  double lr, momentum, dampening, weight_decay;
-  bool nesterov, first_step;
-};
-void sgd(Elem t, const SgdTensors& tensors, const SgdScalars& s);
 
 }  // namespace tessera::cuda::launch

@@ -3,7 +3,7 @@
 
 #include <limits>
 
-#include "ops/kernels.h"
+#include "tessera/ops/kernels.h"
 
 namespace tessera {
 

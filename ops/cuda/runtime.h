@@ -7,7 +7,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
 
-#include "autograd/tensor.h"
+#include "tessera/autograd/tensor.h"
 #include "ops/cuda/launch.h"
 
 namespace tessera::cuda {

@@ -1,5 +1,5 @@
 // The CIFAR-10 binary reader: any bytes as one batch file.
-#include "datasets/cifar.h"
+#include "tessera/datasets/cifar.h"
 #include "tests/fuzz/fuzz_support.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

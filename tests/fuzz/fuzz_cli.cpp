@@ -4,7 +4,7 @@
 #include <string_view>
 
 #include "tests/fuzz/fuzz_support.h"
-#include "train/cli.h"
+#include "tessera/train/cli.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace tessera;

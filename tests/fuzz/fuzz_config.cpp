@@ -3,7 +3,7 @@
 #include <string_view>
 
 #include "tests/fuzz/fuzz_support.h"
-#include "train/config.h"
+#include "tessera/train/config.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace tessera;

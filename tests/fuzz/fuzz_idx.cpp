@@ -1,5 +1,5 @@
 // The IDX reader (MNIST, Fashion-MNIST), raw or gzipped: any bytes, as images and as labels.
-#include "datasets/idx.h"
+#include "tessera/datasets/idx.h"
 #include "tests/fuzz/fuzz_support.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

@@ -2,7 +2,7 @@
 // decoded to grey 8x8 and to RGB 12x10 (resizing and channel conversion included).
 #include <vector>
 
-#include "datasets/image_folder.h"
+#include "tessera/datasets/image_folder.h"
 #include "tests/fuzz/fuzz_support.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {

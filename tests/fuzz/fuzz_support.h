@@ -11,7 +11,7 @@
 #include <fstream>
 #include <string>
 
-#include "autograd/error.h"
+#include "tessera/autograd/error.h"
 
 namespace tessera::fuzz {
 

@@ -2,8 +2,8 @@
 // SIGKILL it at random points of a write). Usage: checkpoint_writer CHECKPOINT
 #include <cstdio>
 
-#include "train/checkpoint.h"
-#include "train/trainer.h"
+#include "tessera/train/checkpoint.h"
+#include "tessera/train/trainer.h"
 
 int main(int argc, char** argv) {
   if (argc != 2) return 2;

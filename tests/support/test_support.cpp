@@ -10,7 +10,7 @@
 
 #include <sys/wait.h>
 
-#include "ops/cpu_info.h"
+#include "tessera/ops/cpu_info.h"
 
 namespace tessera::test {
 

@@ -7,8 +7,8 @@
 
 #include <boost/test/unit_test.hpp>
 
-#include "autograd/gradcheck.h"
-#include "ops/ops.h"
+#include "tessera/autograd/gradcheck.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera::test {
 

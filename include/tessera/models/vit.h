@@ -1,0 +1,73 @@
+// The Vision Transformer (Dosovitskiy et al., 2021): patches -> linear embedding -> class
+// token + position embedding -> N encoder blocks -> head on the class token (or the mean of
+// the patch tokens). Parameter names follow timm's VisionTransformer.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "tessera/nn/transformer.h"
+
+namespace tessera::models {
+
+enum class Pool { cls, mean };
+enum class PosEmbed { learned, sincos };
+
+struct ViTConfig {
+  std::int64_t image_h = 224, image_w = 224;
+  std::int64_t patch_size = 16;
+  std::int64_t channels = 3;
+  std::int64_t num_classes = 1000;
+  std::int64_t dim = 768;
+  std::int64_t depth = 12;
+  std::int64_t heads = 12;
+  std::int64_t mlp_dim = 3072;
+  Pool pool = Pool::cls;
+  double dropout = 0.0;       // in the MLPs and after attention projections
+  double emb_dropout = 0.0;   // after adding the position embedding
+  double attn_dropout = 0.0;  // on attention weights
+  double drop_path = 0.0;     // stochastic depth, rising linearly to this over the blocks
+  nn::NormPlacement norm = nn::NormPlacement::pre;
+  PosEmbed pos_embed = PosEmbed::learned;
+  double layer_norm_eps = 1e-6;
+
+  std::int64_t num_patches() const { return (image_h / patch_size) * (image_w / patch_size); }
+  // Throws ConfigError naming every bad combination.
+  void validate() const;
+
+  // vit-tiny/16, vit-small/16, vit-base/16 (224x224, 1000 classes, as timm) and seed-mnist.
+  static ViTConfig preset(const std::string& name);
+  static std::vector<std::string> preset_names();
+};
+
+std::string to_string(Pool p);
+std::string to_string(PosEmbed p);
+std::string to_string(nn::NormPlacement n);
+
+class ViT : public nn::UnaryModule {
+ public:
+  // Initialised as timm: truncated normal (std 0.02) for linear weights and the learned
+  // position embedding, zeros for biases, ones for LayerNorm weights, normal (std 1e-6)
+  // for the class token; the patch projection keeps PyTorch's default.
+  explicit ViT(const ViTConfig& config, Generator& gen = default_generator());
+  std::string type_name() const override { return "ViT"; }
+
+  // images (B, C, H, W) -> logits (B, num_classes)
+  Tensor forward(const Tensor& images) override;
+  // images -> pooled features (B, D), before the head
+  Tensor features(const Tensor& images);
+
+  ViTConfig config;
+  nn::PatchEmbedding& patch_embed;
+  Tensor cls_token;  // (1, 1, D)
+  Tensor pos_embed;  // (1, N + 1, D): a parameter (learned) or a buffer (sincos)
+  nn::Dropout& pos_drop;
+  nn::Sequential& blocks;
+  nn::UnaryModule& norm;  // LayerNorm (pre-norm) or Identity (post-norm: blocks end normalised)
+  nn::Linear& head;
+
+ private:
+  nn::UnaryModule& make_norm(const ViTConfig& c);
+};
+
+}  // namespace tessera::models

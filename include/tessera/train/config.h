@@ -1,0 +1,247 @@
+// The training config: a YAML file (sections model, data, optim, schedule, train) parsed
+// and validated into plain structs, with --set overrides, dump, diff and a schema table
+// that also generates docs/config.md.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tessera/autograd/dtype.h"
+#include "tessera/models/vit.h"
+
+namespace tessera::train {
+
+// ---------------------------------------------------------------- model
+
+// The model's own choices (models/vit.h, nn/transformer.h).
+using models::Pool;
+using models::PosEmbed;
+using nn::NormPlacement;
+
+struct ModelConfig {
+  // The preset the values started from (recorded so a dump says where they came from).
+  // Applying a preset replaces every model key; explicit keys given with it win.
+  std::optional<std::string> preset;
+  std::array<std::int64_t, 2> image_size{28, 28};  // {height, width}
+  std::int64_t patch_size = 4;
+  std::int64_t channels = 1;
+  std::int64_t num_classes = 10;
+  std::int64_t dim = 64;
+  std::int64_t depth = 6;
+  std::int64_t heads = 4;
+  std::int64_t mlp_dim = 128;
+  Pool pool = Pool::cls;
+  double dropout = 0.0;
+  double emb_dropout = 0.0;
+  double attn_dropout = 0.0;
+  double drop_path = 0.0;
+  NormPlacement norm = NormPlacement::pre;
+  PosEmbed pos_embed = PosEmbed::learned;
+  double layer_norm_eps = 1e-6;
+
+  friend bool operator==(const ModelConfig&, const ModelConfig&) = default;
+};
+
+// ---------------------------------------------------------------- data
+
+enum class Dataset { mnist, fashion_mnist, cifar10, image_folder, synthetic };
+
+struct Normalize {
+  enum class Mode {
+    dataset,  // YAML `auto`: the dataset's standard per-channel statistics
+    none,     // pixels stay in [0, 1]
+    custom,   // YAML {mean: [...], std: [...]}
+  };
+  Mode mode = Mode::dataset;
+  std::vector<double> mean;    // custom only, one per channel
+  std::vector<double> stddev;  // custom only, same length, each > 0
+
+  friend bool operator==(const Normalize&, const Normalize&) = default;
+};
+
+struct Augment {
+  std::int64_t random_crop_padding = 0;  // pad by this many pixels, crop back at random
+  bool horizontal_flip = false;
+  std::int64_t random_shift = 0;  // translate by up to this many pixels, zero fill
+
+  friend bool operator==(const Augment&, const Augment&) = default;
+};
+
+struct SyntheticData {
+  std::int64_t train_size = 1024;
+  std::int64_t test_size = 256;
+
+  friend bool operator==(const SyntheticData&, const SyntheticData&) = default;
+};
+
+struct DataConfig {
+  Dataset dataset = Dataset::mnist;
+  std::filesystem::path root;  // empty: data/<dataset> (see dataset_root)
+  Normalize normalize;
+  Augment augment;
+  std::int64_t train_limit = 0;  // use only the first N samples; 0 = all
+  std::int64_t test_limit = 0;
+  SyntheticData synthetic;
+  int workers = 1;   // loader threads; 0 = load on the training thread
+  int prefetch = 2;  // batches prepared ahead
+
+  friend bool operator==(const DataConfig&, const DataConfig&) = default;
+};
+
+// ---------------------------------------------------------------- optimisation
+
+enum class OptimizerName { sgd, adam, adamw };
+enum class ScheduleName { constant, step, cosine };
+
+struct OptimConfig {
+  OptimizerName name = OptimizerName::adamw;
+  double lr = 1e-3;
+  double weight_decay = 0.05;
+  double momentum = 0.9;  // sgd only
+  bool nesterov = false;  // sgd only
+  std::array<double, 2> betas{0.9, 0.999};  // adam, adamw
+  double eps = 1e-8;
+  double clip_grad_norm = 1.0;  // max global L2 norm of the gradients; 0 = off
+  // Glob patterns ('*' any run, '?' one character) over parameter names whose parameters
+  // get no weight decay. YAML `true` means this default; `false` means none.
+  std::vector<std::string> no_weight_decay_on{"*bias", "*norm*", "cls_token", "pos_embed"};
+
+  friend bool operator==(const OptimConfig&, const OptimConfig&) = default;
+};
+
+struct ScheduleConfig {
+  ScheduleName name = ScheduleName::cosine;
+  double warmup_epochs = 1.0;  // linear warm-up from 0, may be fractional
+  double min_lr = 0.0;         // cosine floor
+  int step_size = 30;          // step: epochs between decays
+  double gamma = 0.1;          // step: decay factor
+
+  friend bool operator==(const ScheduleConfig&, const ScheduleConfig&) = default;
+};
+
+// ---------------------------------------------------------------- the run
+
+struct RunConfig {
+  int epochs = 10;
+  std::int64_t batch_size = 128;
+  std::int64_t eval_batch_size = 256;
+  std::uint64_t seed = 0;
+  int threads = 0;  // 0 = all cores
+  Device device = Device::cpu();
+  std::filesystem::path output_dir = "runs/default";
+  int eval_interval = 1;        // epochs between evaluations (the last epoch always evaluates)
+  int checkpoint_interval = 1;  // epochs between checkpoints; 0 = only the last epoch
+  int log_interval = 50;        // steps between log lines
+  double label_smoothing = 0.0;
+  DType precision = DType::f32;  // f32 or bf16
+
+  friend bool operator==(const RunConfig&, const RunConfig&) = default;
+};
+
+struct TrainConfig {
+  ModelConfig model;
+  DataConfig data;
+  OptimConfig optim;
+  ScheduleConfig schedule;
+  RunConfig train;
+
+  friend bool operator==(const TrainConfig&, const TrainConfig&) = default;
+};
+
+// ---------------------------------------------------------------- loading
+
+// One `--set key.path=value`: the value is YAML (a scalar or a flow node such as [32, 32]
+// or {mean: [0.5], std: [0.5]}). A path may name a key or a whole map (`--set optim={...}`).
+struct ConfigOverride {
+  std::string path;
+  std::string value;
+};
+
+// Splits "key.path=value" at the first '='; throws ConfigError when there is none.
+ConfigOverride parse_override(std::string_view assignment);
+
+// Reads, validates and resolves a config file, then applies the overrides. A missing
+// section or key keeps its default. Throws ConfigError naming file:line:column and key.
+TrainConfig load_config(const std::filesystem::path& file,
+                        std::span<const ConfigOverride> overrides = {});
+// The same from YAML text; `source` names it in error messages.
+TrainConfig load_config_string(std::string_view yaml, std::string_view source = "<string>",
+                               std::span<const ConfigOverride> overrides = {});
+
+// Applies overrides to a resolved config, validating each like a file value; errors name
+// `--set key.path`. A model.preset override is applied first and replaces every model
+// key; the other overrides then apply in order. On error `cfg` is left unchanged.
+void apply_overrides(TrainConfig& cfg, std::span<const ConfigOverride> overrides);
+
+// The resolved config as YAML: every key, in schema order. load_config_string(dump) == cfg.
+std::string dump_config(const TrainConfig& cfg);
+
+// ---------------------------------------------------------------- comparing
+
+struct ConfigDifference {
+  std::string path;  // "model.dim"
+  std::string left;  // the values as YAML flow text
+  std::string right;
+};
+
+// Keys whose values differ, in schema order; `under` restricts to a section or key
+// ("model" compares only model.*).
+std::vector<ConfigDifference> diff_configs(const TrainConfig& left, const TrainConfig& right,
+                                           std::string_view under = "");
+// The model keys that differ; the preset's name is not one (the keys it set are compared).
+std::vector<ConfigDifference> model_differences(const TrainConfig& saved, const TrainConfig& current);
+// The keys that must match for a resumed run to continue exactly: every key but those that
+// change only where, how fast, how often it reports or how it is evaluated (threads, device,
+// output_dir, data.root, workers, prefetch, test_limit, eval_batch_size, the intervals,
+// epochs). The preset's name is not one either.
+std::vector<ConfigDifference> resume_differences(const TrainConfig& saved, const TrainConfig& current);
+// On one line: "model.dim: 64 -> 128; model.pool: cls -> mean".
+std::string format_differences(const std::vector<ConfigDifference>& diffs);
+
+// ---------------------------------------------------------------- presets and helpers
+
+// The model of a named preset (vit-tiny/16, vit-small/16, vit-base/16, seed-mnist), with
+// `preset` set. Throws ConfigError for an unknown name.
+ModelConfig model_preset(std::string_view name);
+std::vector<std::string> model_preset_names();
+// The model section as the model's own config, and back (preset aside).
+models::ViTConfig to_vit_config(const ModelConfig& m);
+ModelConfig from_vit_config(const models::ViTConfig& c);
+
+// The dataset directory: data.root, or data/<dataset> when root is empty.
+std::filesystem::path dataset_root(const DataConfig& data);
+
+// Glob match: '*' matches any run of characters (dots included), '?' one character.
+bool glob_match(std::string_view pattern, std::string_view text);
+// Whether a parameter (by its hierarchical name) is exempt from weight decay.
+bool excluded_from_weight_decay(const OptimConfig& optim, std::string_view parameter_name);
+
+std::string_view to_string(Dataset v);
+std::string_view to_string(OptimizerName v);
+std::string_view to_string(ScheduleName v);
+
+// ---------------------------------------------------------------- the schema
+
+// One row of the schema table that drives parsing, validation, dumping, diffing and docs.
+struct ConfigKey {
+  std::string path;           // "optim.lr"
+  std::string type;           // "float", "int or [h, w]", ...
+  std::string range;          // "> 0", "sgd | adam | adamw", or empty
+  std::string default_value;  // YAML flow text of TrainConfig{}'s value
+  std::string description;
+  std::optional<double> min, max;  // the bounds of a number (int or float) key
+};
+
+const std::vector<ConfigKey>& config_schema();
+
+// The key reference (one Markdown table per section) that docs/config.md embeds between
+// the markers <!-- BEGIN CONFIG KEYS --> and <!-- END CONFIG KEYS -->.
+std::string config_reference_markdown();
+
+}  // namespace tessera::train

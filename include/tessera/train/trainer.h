@@ -1,0 +1,65 @@
+// The training loop behind `tessera train`: builds the model, data and optimizer from a
+// config, trains with progress and periodic evaluation, writes metrics.jsonl and best/last
+// checkpoints, resumes exactly, stops cleanly on a signal and refuses to go on after a
+// non-finite loss.
+#pragma once
+
+#include <atomic>
+#include <cstdio>
+#include <filesystem>
+#include <optional>
+
+#include "tessera/datasets/loader.h"
+#include "tessera/models/vit.h"
+#include "tessera/train/checkpoint.h"
+#include "tessera/train/config.h"
+
+namespace tessera::train {
+
+struct TrainOptions {
+  // A run directory (its last.safetensors) or a checkpoint file to continue from.
+  std::optional<std::filesystem::path> resume;
+  std::FILE* out = stdout;
+  std::optional<bool> live_progress;  // default: when `out` is a terminal
+  // Set to a signal's number (e.g. by a SIGINT handler) to stop after the current step with a
+  // checkpoint; the messages name the signal. Any non-zero value stops.
+  const std::atomic<int>* stop = nullptr;
+  // Stop the same way once this many optimizer steps are done in total (time-boxed runs).
+  std::optional<std::int64_t> stop_at_step;
+};
+
+struct TrainResult {
+  enum class Status { finished, interrupted, diverged };
+  Status status = Status::finished;
+  std::int64_t epochs_done = 0;
+  double best_accuracy = -1;
+  double last_accuracy = -1;
+  std::filesystem::path last_checkpoint;  // empty when none was written
+  std::string message;                    // for interrupted and diverged runs
+};
+
+// Output files, relative to train.output_dir.
+inline constexpr const char* kLastCheckpoint = "last.safetensors";
+inline constexpr const char* kBestCheckpoint = "best.safetensors";
+inline constexpr const char* kMetricsFile = "metrics.jsonl";
+inline constexpr const char* kConfigFile = "config.yaml";
+inline constexpr const char* kLogFile = "train.log";  // the progress lines and how the run ended
+
+TrainResult train(const TrainConfig& cfg, const TrainOptions& opts = {});
+
+struct EvalResult {
+  double loss = 0;      // mean cross-entropy
+  double accuracy = 0;  // top-1, in [0, 1]
+  std::int64_t samples = 0;
+};
+
+// Evaluates in eval mode without recording: mean loss and top-1 accuracy over the loader.
+EvalResult evaluate(models::ViT& model, datasets::DataLoader& loader, Device device);
+
+// The model a config describes, on its device, seeded by train.seed.
+std::unique_ptr<models::ViT> build_model(const TrainConfig& cfg);
+
+// Applies train.threads (0: all cores) to OpenMP and oneDNN.
+void set_threads(int threads);
+
+}  // namespace tessera::train
