@@ -129,4 +129,13 @@ std::shared_ptr<InMemoryDataset> load_cifar10(const std::filesystem::path& dir, 
   return load_cifar10_files(find_cifar10_files(dir, split), fmt::format("cifar10/{}", split_name(split)));
 }
 
+DatasetSpec cifar10_spec() {
+  return {.name = "cifar10",
+          .summary = "CIFAR-10: the binary batches (data_batch_1..5.bin, test_batch.bin), 32x32 RGB, 10 classes",
+          .open = [](const std::filesystem::path& root, Split split, const DatasetOptions&) -> DatasetPtr {
+            return load_cifar10(root, split);
+          },
+          .normalization = {{0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616}}};
+}
+
 }  // namespace tessera::datasets

@@ -42,51 +42,43 @@ DatasetPtr first_samples(DatasetPtr d, std::int64_t limit) {
   return d;
 }
 
+// The built-in datasets: each spec lives with its reader.
+std::vector<DatasetSpec>& registry() {
+  static std::vector<DatasetSpec> specs{mnist_spec(), fashion_mnist_spec(), cifar10_spec(), image_folder_spec(),
+                                        synthetic_spec()};
+  return specs;
+}
+
 }  // namespace
 
+void register_dataset(DatasetSpec spec) {
+  TESSERA_CHECK(!spec.name.empty() && spec.open, ConfigError, "register_dataset: a dataset needs a name and an open function");
+  for (const DatasetSpec& d : registry())
+    TESSERA_CHECK(canonical(d.name) != canonical(spec.name), ConfigError,
+                  "register_dataset: a dataset named '{}' is already registered", d.name);
+  registry().push_back(std::move(spec));
+}
+
+const DatasetSpec& dataset_spec(std::string_view name) {
+  for (const DatasetSpec& d : registry())
+    if (canonical(d.name) == canonical(name)) return d;
+  throw ConfigError(fmt::format("make_dataset: unknown dataset '{}' (valid: {})", name,
+                                fmt::join(dataset_names(), ", ")));
+}
+
 std::vector<std::string> dataset_names() {
-  return {"mnist", "fashion_mnist", "cifar10", "image_folder", "synthetic"};
+  std::vector<std::string> names;
+  for (const DatasetSpec& d : registry()) names.push_back(d.name);
+  return names;
 }
 
 DatasetPtr make_dataset(std::string_view name, const std::filesystem::path& root, Split split,
                         const DatasetOptions& o) {
-  namespace fs = std::filesystem;
-  const std::string key = canonical(name);
+  const DatasetSpec& spec = dataset_spec(name);
   TESSERA_CHECK(o.limit >= 0, ConfigError, "make_dataset: the limit must not be negative, got {}", o.limit);
-  auto fixed = [&](DatasetPtr d) { return first_samples(check_classes(check_shape(std::move(d), o), o), o.limit); };
-  if (key == "mnist") return fixed(load_mnist(root, split));
-  if (key == "fashionmnist") return fixed(load_fashion_mnist(root, split));
-  if (key == "cifar10") return fixed(load_cifar10(root, split));
-  if (key == "imagefolder") {
-    TESSERA_CHECK(o.image_shape.has_value(), ConfigError,
-                  "make_dataset: image_folder needs image_shape (channels, height, width)");
-    std::vector<std::string> tried{std::string(split_name(split))};
-    if (split == Split::test) tried.push_back("val");
-    for (const auto& sub : tried)
-      if (fs::is_directory(root / sub))
-        return std::make_shared<ImageFolderDataset>(root / sub,
-                                                    ImageFolderOptions{.channels = o.image_shape->channels,
-                                                                       .height = o.image_shape->height,
-                                                                       .width = o.image_shape->width,
-                                                                       .preload = o.preload,
-                                                                       .limit = o.limit,
-                                                                       .classes = o.classes},
-                                                    fmt::format("image_folder/{}", split_name(split)));
-    throw IoError(fmt::format("{}: no {} folder for the {} split", root.string(),
-                              fmt::join(tried, " or "), split_name(split)));
-  }
-  if (key == "synthetic") {
-    SyntheticOptions s;
-    s.size = o.size > 0 ? o.size : (split == Split::train ? 10000 : 2000);
-    s.num_classes = o.num_classes;
-    if (o.image_shape) s.shape = *o.image_shape;
-    s.seed = o.seed;
-    s.noise = o.noise;
-    s.split = split;
-    return fixed(std::make_shared<SyntheticDataset>(s));
-  }
-  throw ConfigError(fmt::format("make_dataset: unknown dataset '{}' (valid: {})", name,
-                                fmt::join(dataset_names(), ", ")));
+  DatasetPtr d = check_shape(spec.open(root, split, o), o);
+  if (!spec.fixed_classes) return d;  // limit and classes applied while reading
+  return first_samples(check_classes(std::move(d), o), o.limit);
 }
 
 DatasetPtr make_dataset(std::string_view name, const std::filesystem::path& root,

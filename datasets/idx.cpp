@@ -202,4 +202,22 @@ std::shared_ptr<InMemoryDataset> load_fashion_mnist(const std::filesystem::path&
                    "Sneaker", "Bag", "Ankle boot"});
 }
 
+DatasetSpec mnist_spec() {
+  return {.name = "mnist",
+          .summary = "MNIST handwritten digits: the four IDX files (raw or .gz), 28x28 grey, 10 classes",
+          .open = [](const std::filesystem::path& root, Split split, const DatasetOptions&) -> DatasetPtr {
+            return load_mnist(root, split);
+          },
+          .normalization = {{0.1307}, {0.3081}}};
+}
+
+DatasetSpec fashion_mnist_spec() {
+  return {.name = "fashion_mnist",
+          .summary = "Fashion-MNIST: IDX files as MNIST's, 28x28 grey, 10 named classes",
+          .open = [](const std::filesystem::path& root, Split split, const DatasetOptions&) -> DatasetPtr {
+            return load_fashion_mnist(root, split);
+          },
+          .normalization = {{0.2860}, {0.3530}}};
+}
+
 }  // namespace tessera::datasets

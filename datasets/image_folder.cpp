@@ -201,4 +201,30 @@ void ImageFolderDataset::read_image_at(std::int64_t i, std::span<std::uint8_t> o
   decode_image(read_image_file(files_[k]), shape_, out, files_[k].string());
 }
 
+DatasetSpec image_folder_spec() {
+  return {.name = "image_folder",
+          .summary = "root/train/<class>/*.png|jpg|bmp (and root/test or root/val), decoded at the model's size",
+          .open = [](const std::filesystem::path& root, Split split, const DatasetOptions& o) -> DatasetPtr {
+            TESSERA_CHECK(o.image_shape.has_value(), ConfigError,
+                          "make_dataset: image_folder needs image_shape (channels, height, width)");
+            std::vector<std::string> tried{std::string(split_name(split))};
+            if (split == Split::test) tried.push_back("val");
+            for (const std::string& sub : tried)
+              if (std::filesystem::is_directory(root / sub))
+                return std::make_shared<ImageFolderDataset>(
+                    root / sub,
+                    ImageFolderOptions{.channels = o.image_shape->channels,
+                                       .height = o.image_shape->height,
+                                       .width = o.image_shape->width,
+                                       .preload = o.preload,
+                                       .limit = o.limit,
+                                       .classes = o.classes},
+                    fmt::format("image_folder/{}", split_name(split)));
+            throw IoError(fmt::format("{}: no {} folder for the {} split", root.string(), fmt::join(tried, " or "),
+                                      split_name(split)));
+          },
+          .fixed_classes = false,
+          .decoded_at_model_size = true};
+}
+
 }  // namespace tessera::datasets

@@ -68,4 +68,20 @@ void SyntheticDataset::read_image_at(std::int64_t i, std::span<std::uint8_t> out
   }
 }
 
+DatasetSpec synthetic_spec() {
+  return {.name = "synthetic",
+          .summary = "generated in memory at the model's input shape: a learnable pattern per class (no files)",
+          .open = [](const std::filesystem::path&, Split split, const DatasetOptions& o) -> DatasetPtr {
+            SyntheticOptions s;
+            s.size = o.size > 0 ? o.size : (split == Split::train ? 10000 : 2000);
+            s.num_classes = o.num_classes;
+            if (o.image_shape) s.shape = *o.image_shape;
+            s.seed = o.seed;
+            s.noise = o.noise;
+            s.split = split;
+            return std::make_shared<SyntheticDataset>(s);
+          },
+          .generated = true};
+}
+
 }  // namespace tessera::datasets

@@ -41,27 +41,56 @@ bool matches_skip(const std::string& name, const std::string& entry) {
   return name == entry || ends_with(name, "." + entry);
 }
 
+// {decay, no-decay} by a rule over each trainable parameter (name and tensor).
+template <class Exempt>
+std::vector<ParamGroup> split_by(const char* op, const NamedTensors& named, double weight_decay, Exempt&& exempt) {
+  TESSERA_CHECK(std::isfinite(weight_decay) && weight_decay >= 0.0, ConfigError,
+                "{}: weight_decay must be finite and >= 0, got {}", op, weight_decay);
+  ParamGroup decay{.weight_decay = weight_decay};
+  ParamGroup none{.weight_decay = 0.0};
+  for (const auto& [name, t] : named) {
+    TESSERA_CHECK(t.defined(), Error, "{}: parameter '{}' is undefined", op, name);
+    if (!t.requires_grad()) continue;
+    ParamGroup& g = exempt(name, t) ? none : decay;
+    g.params.push_back(t);
+    g.names.push_back(name);
+  }
+  return {std::move(decay), std::move(none)};
+}
+
 }  // namespace
 
 std::vector<ParamGroup> split_weight_decay(const NamedTensors& named, double weight_decay,
                                            const std::vector<std::string>& skip) {
-  TESSERA_CHECK(std::isfinite(weight_decay) && weight_decay >= 0.0, ConfigError,
-                "split_weight_decay: weight_decay must be finite and >= 0, got {}", weight_decay);
-  ParamGroup decay{.weight_decay = weight_decay};
-  ParamGroup no_decay{.weight_decay = 0.0};
-  for (const auto& entry : named) {
-    const std::string& name = entry.first;  // a reference, not a binding: the lambda captures it
-    const Tensor& t = entry.second;
-    TESSERA_CHECK(t.defined(), Error, "split_weight_decay: parameter '{}' is undefined", name);
-    if (!t.requires_grad()) continue;
-    const bool exempt = t.dim() <= 1 || ends_with(name, ".bias") ||
-                        std::any_of(skip.begin(), skip.end(),
-                                    [&](const std::string& e) { return matches_skip(name, e); });
-    ParamGroup& g = exempt ? no_decay : decay;
-    g.params.push_back(t);
-    g.names.push_back(name);
+  return split_by("split_weight_decay", named, weight_decay, [&](const std::string& name, const Tensor& t) {
+    return t.dim() <= 1 || ends_with(name, ".bias") ||
+           std::any_of(skip.begin(), skip.end(), [&](const std::string& e) { return matches_skip(name, e); });
+  });
+}
+
+bool glob_match(std::string_view pattern, std::string_view text) {
+  // Iterative matcher with one backtrack point: linear in practice, no recursion.
+  std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
+  while (t < text.size()) {
+    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
+      ++p, ++t;
+    } else if (p < pattern.size() && pattern[p] == '*') {
+      star = p++, mark = t;
+    } else if (star != std::string_view::npos) {
+      p = star + 1, t = ++mark;
+    } else {
+      return false;
+    }
   }
-  return {std::move(decay), std::move(no_decay)};
+  while (p < pattern.size() && pattern[p] == '*') ++p;
+  return p == pattern.size();
+}
+
+std::vector<ParamGroup> weight_decay_groups(const NamedTensors& named, double weight_decay,
+                                            const std::vector<std::string>& no_decay) {
+  return split_by("weight_decay_groups", named, weight_decay, [&](const std::string& name, const Tensor&) {
+    return std::any_of(no_decay.begin(), no_decay.end(), [&](const std::string& p) { return glob_match(p, name); });
+  });
 }
 
 // ---------------------------------------------------------------- Optimizer

@@ -708,3 +708,38 @@ BOOST_AUTO_TEST_CASE(clip_grad_norm_large_and_shared_and_nonfinite) {
 }
 
 BOOST_AUTO_TEST_SUITE_END()
+
+BOOST_AUTO_TEST_SUITE(weight_decay_rules)
+
+BOOST_AUTO_TEST_CASE(glob_patterns_over_parameter_names) {
+  BOOST_TEST(op::glob_match("a*b*c", "axxbyyc"));
+  BOOST_TEST(op::glob_match("a*b*c", "abc"));
+  BOOST_TEST(!op::glob_match("a*b*c", "acb"));
+  BOOST_TEST(op::glob_match("blocks.?.norm*", "blocks.3.norm2.weight"));
+  BOOST_TEST(!op::glob_match("blocks.?.norm*", "blocks.10.norm2.weight"));
+  BOOST_TEST(op::glob_match("*", ""));
+  BOOST_TEST(!op::glob_match("", "x"));
+  BOOST_TEST(op::glob_match("exact", "exact"));
+  BOOST_TEST(!op::glob_match("exact", "exactly"));
+}
+
+BOOST_AUTO_TEST_CASE(weight_decay_groups_split_by_the_patterns) {
+  // The config's default patterns (optim.no_weight_decay_on): *bias, *norm*, cls_token, pos_embed.
+  const std::vector<std::string> patterns{"*bias", "*norm*", "cls_token", "pos_embed"};
+  op::NamedTensors named;
+  const std::vector<std::string> exempt{"blocks.0.attn.qkv.bias", "head.bias", "blocks.11.norm1.weight",
+                                        "norm.weight", "cls_token", "pos_embed"};
+  const std::vector<std::string> decayed{"blocks.0.attn.qkv.weight", "head.weight", "pos_embed.extra"};
+  for (const auto& list : {exempt, decayed})
+    for (const std::string& n : list) named.emplace_back(n, ones({2}, {.requires_grad = true}));
+  named.emplace_back("frozen.weight", ones({2}));  // no gradient: in neither group
+  const std::vector<op::ParamGroup> g = op::weight_decay_groups(named, 0.05, patterns);
+  BOOST_TEST_REQUIRE(g.size() == 2u);
+  BOOST_TEST(g[0].names == decayed, boost::test_tools::per_element());
+  BOOST_TEST(g[1].names == exempt, boost::test_tools::per_element());
+  BOOST_TEST(*g[0].weight_decay == 0.05);
+  BOOST_TEST(*g[1].weight_decay == 0.0);
+  BOOST_TEST(op::weight_decay_groups(named, 0.05, {})[1].names.empty());
+}
+
+BOOST_AUTO_TEST_SUITE_END()

@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "support/test_support.h"
+#include "tessera/datasets/factory.h"
 #include "tessera/train/data.h"
 #include "tessera/train/memory.h"
 #include "tessera/train/trainer.h"
@@ -167,6 +168,44 @@ BOOST_AUTO_TEST_CASE(resume_refuses_another_model_or_changed_data) {
   BOOST_TEST((tt::train(same_run, resume).status == tt::TrainResult::Status::finished));
 }
 
+BOOST_AUTO_TEST_CASE(a_dataset_of_ones_own_is_one_registration_away_from_a_config) {
+  // Registered by the program (as a new built-in one is, with one line in datasets/factory.cpp):
+  // the config names it, the trainer opens it, the docs list it.
+  datasets::register_dataset(
+      {.name = "stripes",
+       .summary = "8x8 images whose class is which row of each 4x4 patch is striped",
+       .open = [](const fs::path&, datasets::Split split, const datasets::DatasetOptions&) -> datasets::DatasetPtr {
+         const std::int64_t n = split == datasets::Split::train ? 64 : 16;
+         std::vector<std::uint8_t> pixels(static_cast<std::size_t>(n * 64), 0);
+         std::vector<std::int32_t> labels;
+         for (std::int64_t i = 0; i < n; ++i) {
+           labels.push_back(static_cast<std::int32_t>(i % 4));
+           for (const std::int64_t row : {i % 4, i % 4 + 4})  // the same row of every 4x4 patch
+             for (int x = 0; x < 8; ++x) pixels[static_cast<std::size_t>(i * 64 + row * 8 + x)] = 255;
+         }
+         return std::make_shared<datasets::InMemoryDataset>(
+             datasets::InMemoryDataset::Info{"stripes", {1, 8, 8}, 4}, std::move(pixels), std::move(labels));
+       }});
+  BOOST_CHECK_THROW(datasets::register_dataset({.name = "Stripes", .open = nullptr}), ConfigError);
+  test::TempDir dir("train_own_dataset");
+  tt::TrainConfig cfg = tt::load_config_string(fmt::format(R"(
+model: {{image_size: 8, patch_size: 4, num_classes: 4, dim: 16, depth: 1, heads: 2, mlp_dim: 16}}
+data: {{dataset: stripes}}
+optim: {{lr: 5.0e-3}}
+schedule: {{warmup_epochs: 0}}
+train: {{epochs: 10, batch_size: 8, output_dir: "{}"}}
+)", dir.path().string()));
+  const tt::TrainResult r = tt::train(cfg, quiet());
+  BOOST_TEST(r.best_accuracy > 0.9);
+  BOOST_TEST(tt::config_reference_markdown().find("stripes") != std::string::npos);
+  try {
+    tt::load_config_string("data: {dataset: stripe}");
+    BOOST_ERROR("no error");
+  } catch (const ConfigError& e) {
+    BOOST_TEST(std::string(e.what()).find("did you mean stripes?") != std::string::npos, e.what());
+  }
+}
+
 BOOST_AUTO_TEST_CASE(resume_refuses_dataset_files_that_changed) {
   // MNIST-format files of 8x8 images, written here; one pixel changes between the runs.
   test::TempDir dir("train_changed_data");
@@ -190,7 +229,7 @@ BOOST_AUTO_TEST_CASE(resume_refuses_dataset_files_that_changed) {
   tt::TrainConfig cfg = tiny_config(dir / "run");
   cfg.model.image_size = {8, 8};
   cfg.model.num_classes = 10;
-  cfg.data.dataset = tt::Dataset::mnist;
+  cfg.data.dataset = "mnist";
   cfg.data.root = dir.path();
   cfg.train.epochs = 1;
   tt::train(cfg, quiet());

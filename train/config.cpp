@@ -14,18 +14,19 @@
 #include <sstream>
 
 #include <fmt/format.h>
-#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include "tessera/autograd/error.h"
+#include "tessera/datasets/factory.h"
+#include "train/config_yaml.h"
 #include "train/input_file.h"
 
 namespace tessera::train {
 namespace {
 
-// ---------------------------------------------------------------- names of enum values
+using namespace yaml_codec;
 
-template <class E> using NameTable = std::span<const std::pair<std::string_view, E>>;
+// ---------------------------------------------------------------- names of enum values
 
 constexpr std::pair<std::string_view, Pool> kPoolNames[] = {{"cls", Pool::cls},
                                                             {"mean", Pool::mean}};
@@ -33,12 +34,6 @@ constexpr std::pair<std::string_view, NormPlacement> kNormNames[] = {
     {"pre", NormPlacement::pre}, {"post", NormPlacement::post}};
 constexpr std::pair<std::string_view, PosEmbed> kPosEmbedNames[] = {
     {"learned", PosEmbed::learned}, {"sincos", PosEmbed::sincos}};
-constexpr std::pair<std::string_view, Dataset> kDatasetNames[] = {
-    {"mnist", Dataset::mnist},
-    {"fashion_mnist", Dataset::fashion_mnist},
-    {"cifar10", Dataset::cifar10},
-    {"image_folder", Dataset::image_folder},
-    {"synthetic", Dataset::synthetic}};
 constexpr std::pair<std::string_view, OptimizerName> kOptimizerNames[] = {
     {"sgd", OptimizerName::sgd}, {"adam", OptimizerName::adam}, {"adamw", OptimizerName::adamw}};
 constexpr std::pair<std::string_view, ScheduleName> kScheduleNames[] = {
@@ -47,249 +42,6 @@ constexpr std::pair<std::string_view, ScheduleName> kScheduleNames[] = {
     {"cosine", ScheduleName::cosine}};
 constexpr std::pair<std::string_view, DType> kPrecisionNames[] = {{"f32", DType::f32},
                                                                   {"bf16", DType::bf16}};
-
-template <class E>
-std::string_view name_of(NameTable<E> names, E value) {
-  for (const auto& [name, v] : names)
-    if (v == value) return name;
-  return "?";
-}
-
-// ---------------------------------------------------------------- text helpers
-
-std::string join_path(std::string_view prefix, std::string_view key) {
-  return prefix.empty() ? std::string(key) : fmt::format("{}.{}", prefix, key);
-}
-
-std::vector<std::string> split_path(std::string_view path) {
-  std::vector<std::string> parts;
-  std::size_t start = 0;
-  while (true) {
-    const std::size_t dot = path.find('.', start);
-    parts.emplace_back(path.substr(start, dot - start));
-    if (dot == std::string_view::npos) return parts;
-    start = dot + 1;
-  }
-}
-
-std::string_view last_segment(std::string_view path) {
-  const std::size_t dot = path.rfind('.');
-  return dot == std::string_view::npos ? path : path.substr(dot + 1);
-}
-
-// A YAML double-quoted string: safe for any text (paths like "null" or "*x" included).
-std::string yaml_quoted(std::string_view s) {
-  std::string out = "\"";
-  for (const char ch : s) {
-    const auto c = static_cast<unsigned char>(ch);
-    switch (ch) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      case '\r': out += "\\r"; break;
-      default:
-        if (c < 0x20 || c == 0x7f) out += fmt::format("\\x{:02x}", c);
-        else out += ch;
-    }
-  }
-  return out + "\"";
-}
-
-// User input quoted for a message, cut so that the message stays one readable line.
-std::string echoed(std::string_view s) {
-  constexpr std::size_t kMaxEcho = 60;
-  return s.size() > kMaxEcho ? yaml_quoted(s.substr(0, kMaxEcho - 3)) + "..." : yaml_quoted(s);
-}
-
-// Shortest text that reads back as the same double, always recognisable as a float.
-std::string format_double(double v) {
-  std::string s = fmt::format("{}", v);
-  if (s.find_first_of(".eEn") == std::string::npos) s += ".0";
-  return s;
-}
-
-template <class T>
-std::optional<T> parse_integer(std::string_view s) {
-  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
-  if (s.empty() || s.front() == '+') return std::nullopt;
-  T v{};
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
-  return v;
-}
-
-std::optional<double> parse_number(std::string_view s) {
-  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
-  if (s.empty() || s.front() == '+') return std::nullopt;
-  double v = 0;
-  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(v)) return std::nullopt;
-  return v;
-}
-
-std::optional<bool> parse_bool(std::string_view s) {
-  if (s == "true" || s == "True" || s == "TRUE") return true;
-  if (s == "false" || s == "False" || s == "FALSE") return false;
-  return std::nullopt;
-}
-
-// A node as short flow YAML, for "got ..." in messages.
-std::string flow_text(const YAML::Node& n) {
-  if (!n.IsDefined() || n.IsNull()) return "null";
-  if (n.IsScalar()) {
-    const std::string& s = n.Scalar();
-    if (s.size() > 60) return echoed(s);
-    return n.Tag() != "!" && (parse_number(s) || parse_bool(s)) ? s : yaml_quoted(s);
-  }
-  std::string out = n.IsSequence() ? "[" : "{";
-  bool first = true;
-  for (const auto& item : n) {
-    if (!first) out += ", ";
-    first = false;
-    if (n.IsSequence()) out += flow_text(item);
-    else out += flow_text(item.first) + ": " + flow_text(item.second);
-    if (out.size() > 60) return out.substr(0, 57) + "...";
-  }
-  return out + (n.IsSequence() ? "]" : "}");
-}
-
-std::string describe(const YAML::Node& n) {
-  if (n.IsDefined() && n.IsSequence()) return "a list " + flow_text(n);
-  if (n.IsDefined() && n.IsMap()) return "a map " + flow_text(n);
-  return flow_text(n);
-}
-
-// Optimal string alignment distance (edits and adjacent swaps), case-insensitive.
-std::size_t edit_distance(std::string_view a, std::string_view b) {
-  const auto lower = [](char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); };
-  std::vector<std::vector<std::size_t>> d(a.size() + 1, std::vector<std::size_t>(b.size() + 1));
-  for (std::size_t i = 0; i <= a.size(); ++i) d[i][0] = i;
-  for (std::size_t j = 0; j <= b.size(); ++j) d[0][j] = j;
-  for (std::size_t i = 1; i <= a.size(); ++i)
-    for (std::size_t j = 1; j <= b.size(); ++j) {
-      const std::size_t cost = lower(a[i - 1]) == lower(b[j - 1]) ? 0 : 1;
-      d[i][j] = std::min({d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + cost});
-      if (i > 1 && j > 1 && lower(a[i - 1]) == lower(b[j - 2]) && lower(a[i - 2]) == lower(b[j - 1]))
-        d[i][j] = std::min(d[i][j], d[i - 2][j - 2] + 1);
-    }
-  return d[a.size()][b.size()];
-}
-
-// The candidate a typo most plausibly meant: within about a third of the length in edits, or
-// the only candidate that starts with what was typed.
-std::optional<std::string> closest(std::string_view typed, const std::vector<std::string>& candidates) {
-  std::optional<std::string> best;
-  std::size_t best_distance = std::max<std::size_t>(1, (typed.size() + 1) / 3) + 1;
-  for (const std::string& c : candidates) {
-    const std::size_t d = edit_distance(typed, c);
-    if (d < best_distance) best = c, best_distance = d;
-  }
-  if (best) return best;
-  std::vector<std::string> starts;
-  for (const std::string& c : candidates)
-    if (typed.size() >= 3 && c.starts_with(typed)) starts.push_back(c);
-  if (starts.size() == 1) return starts.front();
-  return std::nullopt;
-}
-
-std::string did_you_mean(std::string_view typed, const std::vector<std::string>& candidates) {
-  const auto c = closest(typed, candidates);
-  return c ? fmt::format(" (did you mean {}?)", *c) : "";
-}
-
-// ---------------------------------------------------------------- error context
-
-// Where values come from: a file (marks give line:column) or one --set override.
-struct Source {
-  std::string name;           // file name or "<string>"
-  std::string override_path;  // set for --set values: messages name it instead of a line
-};
-
-[[noreturn]] void fail_at(const Source& src, const YAML::Mark& mark, std::string_view key,
-                          std::string_view message) {
-  std::string where;
-  if (!src.override_path.empty()) {
-    where = "--set " + (src.override_path.size() > 60 ? echoed(src.override_path) : src.override_path);
-    if (key == src.override_path) key = {};
-  } else if (!mark.is_null()) {
-    where = fmt::format("{}:{}:{}", src.name, mark.line + 1, mark.column + 1);
-  } else {
-    where = src.name;
-  }
-  const std::string shown_key = key.size() > 80 ? echoed(key) : std::string(key);
-  throw ConfigError(key.empty() ? fmt::format("{}: {}", where, message)
-                                : fmt::format("{}: {}: {}", where, shown_key, message));
-}
-
-// A value being parsed: its key path, its node and the position to report.
-struct Ctx {
-  const Source& src;
-  std::string key;
-  YAML::Node node;
-  YAML::Mark mark;
-
-  [[noreturn]] void fail(std::string_view message) const { fail_at(src, mark, key, message); }
-  [[noreturn]] void expected(std::string_view what) const {
-    fail(fmt::format("expected {}, got {}", what, describe(node)));
-  }
-  bool is_null() const { return !node.IsDefined() || node.IsNull(); }
-  const std::string* scalar() const { return node.IsDefined() && node.IsScalar() ? &node.Scalar() : nullptr; }
-  Ctx sub(std::string_view name, const YAML::Node& n, const YAML::Mark& fallback) const {
-    return {src, fmt::format("{}.{}", key, name), n, n.IsNull() ? fallback : n.Mark()};
-  }
-  Ctx item(std::size_t i, const YAML::Node& n) const {
-    return {src, fmt::format("{}[{}]", key, i), n, n.IsNull() ? mark : n.Mark()};
-  }
-};
-
-// ---------------------------------------------------------------- codecs: one per value kind
-// Each parses and validates a node into a value, dumps a value as flow YAML, and describes
-// its type and allowed range for the docs.
-
-// Every integer key has both bounds: they keep every size derived from the config
-// (elements, bytes, steps, threads) far from overflow; what fits them but not the machine
-// is the memory check's to refuse (train/memory.h).
-template <class T>
-struct Integer {
-  T min;
-  T max;
-  std::string phrase() const { return fmt::format("an integer from {} to {}", min, max); }
-  std::string type() const { return "int"; }
-  std::string range() const { return fmt::format("{} to {}", min, max); }
-  void parse(const Ctx& c, T& out) const {
-    const std::optional<T> v = c.scalar() ? parse_integer<T>(*c.scalar()) : std::nullopt;
-    if (!v || *v < min || *v > max) c.expected(phrase());
-    out = *v;
-  }
-  std::string dump(T v) const { return fmt::format("{}", v); }
-};
-
-// Every float key has both bounds too: finite inputs of any size would otherwise reach
-// products such as warm-up epochs times steps per epoch.
-struct Number {
-  double low;
-  bool low_closed;
-  double high;
-  bool high_closed;
-
-  bool contains(double v) const {
-    if (low_closed ? v < low : v <= low) return false;
-    return high_closed ? v <= high : v < high;
-  }
-  std::string phrase() const { return "a number in " + range(); }
-  std::string type() const { return "float"; }
-  std::string range() const {
-    return fmt::format("{}{}, {}{}", low_closed ? '[' : '(', low, high, high_closed ? ']' : ')');
-  }
-  double read(const Ctx& c) const {
-    const std::optional<double> v = c.scalar() ? parse_number(*c.scalar()) : std::nullopt;
-    if (!v || !contains(*v)) c.expected(phrase());
-    return *v;
-  }
-  void parse(const Ctx& c, double& out) const { out = read(c); }
-  std::string dump(double v) const { return format_double(v); }
-};
 
 // Integer bounds shared by several keys.
 constexpr std::int64_t kMaxImageSide = 8192;
@@ -306,50 +58,6 @@ constexpr Number kGradNorm{0, true, 1e6, true};
 constexpr Number kEpochs{0, true, 1e6, true};
 constexpr Number kPixelMean{-1e6, true, 1e6, true};
 constexpr Number kPixelStd{0, false, 1e6, true};
-
-struct Boolean {
-  std::string type() const { return "bool"; }
-  std::string range() const { return "true | false"; }
-  void parse(const Ctx& c, bool& out) const {
-    const std::optional<bool> v = c.scalar() ? parse_bool(*c.scalar()) : std::nullopt;
-    if (!v) c.expected("true or false");
-    out = *v;
-  }
-  std::string dump(bool v) const { return v ? "true" : "false"; }
-};
-
-template <class E>
-struct Choice {
-  NameTable<E> names;
-  std::vector<std::string> list() const {
-    std::vector<std::string> out;
-    for (const auto& [name, v] : names) out.emplace_back(name);
-    return out;
-  }
-  std::string type() const { return "string"; }
-  std::string range() const { return fmt::format("{}", fmt::join(list(), " | ")); }
-  void parse(const Ctx& c, E& out) const {
-    if (const std::string* s = c.scalar())
-      for (const auto& [name, v] : names)
-        if (name == *s) {
-          out = v;
-          return;
-        }
-    c.fail(fmt::format("expected one of {}, got {}{}", fmt::join(list(), ", "), describe(c.node),
-                       c.scalar() ? did_you_mean(*c.scalar(), list()) : ""));
-  }
-  std::string dump(E v) const { return std::string(name_of(names, v)); }
-};
-
-struct Path {
-  std::string type() const { return "path"; }
-  std::string range() const { return ""; }
-  void parse(const Ctx& c, std::filesystem::path& out) const {
-    if (!c.scalar()) c.expected("a path");
-    out = *c.scalar();
-  }
-  std::string dump(const std::filesystem::path& p) const { return yaml_quoted(p.string()); }
-};
 
 struct Preset {
   std::string type() const { return "string or null"; }
@@ -577,7 +285,7 @@ const std::vector<Field>& fields() {
         "Position embedding: a learned table, or fixed 2-d sin-cos."));
     add(TESSERA_CONFIG_KEY(model.layer_norm_eps, kEpsilon, "Epsilon of every LayerNorm."));
     // data
-    add(TESSERA_CONFIG_KEY(data.dataset, Choice<Dataset>{kDatasetNames},
+    add(TESSERA_CONFIG_KEY(data.dataset, RegisteredName{datasets::dataset_names},
         "The dataset; synthetic is generated in memory and needs no files (see data.synthetic)."));
     add(TESSERA_CONFIG_KEY(data.root, Path{}, "Dataset directory; empty means data/ and the dataset name (data/mnist, data/cifar10, ...)."));
     add(TESSERA_CONFIG_KEY(data.normalize, NormalizeCodec{},
@@ -809,48 +517,6 @@ void apply_overrides(TrainConfig& cfg, std::span<const ConfigOverride> overrides
 
 namespace {
 
-// Records where each YAML document starts; the parser is asked for at most two.
-class DocumentStarts : public YAML::EventHandler {
- public:
-  std::vector<YAML::Mark> starts;
-  void OnDocumentStart(const YAML::Mark& mark) override { starts.push_back(mark); }
-  void OnDocumentEnd() override {}
-  void OnNull(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnAlias(const YAML::Mark&, YAML::anchor_t) override {}
-  void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t, const std::string&) override {}
-  void OnSequenceStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
-  void OnSequenceEnd() override {}
-  void OnMapStart(const YAML::Mark&, const std::string&, YAML::anchor_t, YAML::EmitterStyle::value) override {}
-  void OnMapEnd() override {}
-};
-
-// The one document of `yaml` (Null when empty). Not YAML::LoadAll: yaml-cpp 0.7 never
-// returns from it on some malformed input (a leading ',' yields empty documents forever,
-// none advancing past the first byte; found by tests/fuzz/fuzz_config).
-YAML::Node load_single_document(const std::string& yaml, const Source& src) {
-  try {
-    YAML::Node doc = YAML::Load(yaml);
-    std::istringstream stream(yaml);
-    YAML::Parser parser(stream);
-    DocumentStarts handler;
-    while (handler.starts.size() < 2 && parser.HandleNextDocument(handler)) {
-    }
-    if (handler.starts.size() == 2) {
-      const YAML::Mark& second = handler.starts[1];
-      if (second.pos <= handler.starts[0].pos) {
-        const auto at = static_cast<std::size_t>(second.pos);
-        fail_at(src, second, "",
-                at < yaml.size() ? fmt::format("invalid YAML: unexpected {}", yaml_quoted(yaml.substr(at, 1)))
-                                 : std::string("invalid YAML"));
-      }
-      fail_at(src, second, "", "expected one YAML document, found several (---)");
-    }
-    return doc;
-  } catch (const YAML::Exception& e) {
-    fail_at(src, e.mark, "", fmt::format("invalid YAML: {}", e.msg));
-  }
-}
-
 // Rules that involve two keys; each key is checked on its own while parsing.
 void check_key_combinations(const TrainConfig& cfg, const Source& src) {
   const YAML::Mark nowhere = YAML::Mark::null_mark();
@@ -1002,34 +668,9 @@ ModelConfig from_vit_config(const models::ViTConfig& c) {
 }
 
 std::filesystem::path dataset_root(const DataConfig& data) {
-  return data.root.empty() ? std::filesystem::path("data") / std::string(to_string(data.dataset))
-                           : data.root;
+  return data.root.empty() ? std::filesystem::path("data") / data.dataset : data.root;
 }
 
-bool glob_match(std::string_view pattern, std::string_view text) {
-  // Iterative matcher with one backtrack point: linear in practice, no recursion.
-  std::size_t p = 0, t = 0, star = std::string_view::npos, mark = 0;
-  while (t < text.size()) {
-    if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t])) {
-      ++p, ++t;
-    } else if (p < pattern.size() && pattern[p] == '*') {
-      star = p++, mark = t;
-    } else if (star != std::string_view::npos) {
-      p = star + 1, t = ++mark;
-    } else {
-      return false;
-    }
-  }
-  while (p < pattern.size() && pattern[p] == '*') ++p;
-  return p == pattern.size();
-}
-
-bool excluded_from_weight_decay(const OptimConfig& optim, std::string_view parameter_name) {
-  return std::any_of(optim.no_weight_decay_on.begin(), optim.no_weight_decay_on.end(),
-                     [&](const std::string& pattern) { return glob_match(pattern, parameter_name); });
-}
-
-std::string_view to_string(Dataset v) { return name_of<Dataset>(kDatasetNames, v); }
 std::string_view to_string(OptimizerName v) { return name_of<OptimizerName>(kOptimizerNames, v); }
 std::string_view to_string(ScheduleName v) { return name_of<ScheduleName>(kScheduleNames, v); }
 

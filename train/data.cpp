@@ -9,14 +9,14 @@ datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split,
   datasets::DatasetOptions opts;
   opts.limit = split == datasets::Split::train ? cfg.data.train_limit : cfg.data.test_limit;
   opts.classes = classes;
-  const bool generated = cfg.data.dataset == Dataset::synthetic;
-  if (cfg.data.dataset == Dataset::image_folder || generated) opts.image_shape = want;
-  if (generated) {
+  const datasets::DatasetSpec& spec = datasets::dataset_spec(cfg.data.dataset);
+  if (spec.generated || spec.decoded_at_model_size) opts.image_shape = want;
+  if (spec.generated) {
     opts.size = split == datasets::Split::train ? cfg.data.synthetic.train_size : cfg.data.synthetic.test_size;
     opts.num_classes = m.num_classes;
     opts.seed = cfg.train.seed;
   }
-  datasets::DatasetPtr d = datasets::make_dataset(to_string(cfg.data.dataset), dataset_root(cfg.data), split, opts);
+  datasets::DatasetPtr d = datasets::make_dataset(spec.name, dataset_root(cfg.data), split, opts);
   TESSERA_CHECK(d->image_shape() == want, ConfigError,
                 "data.dataset: {} images are {} but the model takes {} (model.channels, model.image_size)",
                 d->name(), d->image_shape().str(), want.str());
@@ -40,14 +40,11 @@ datasets::ChannelStats normalization(const TrainConfig& cfg, const datasets::Dat
       return s;
     }
     case Normalize::Mode::dataset:
-      // The statistics everyone uses for these datasets' training splits; computing them
-      // again from a subset (train_limit) would make results depend on the subset.
-      switch (cfg.data.dataset) {
-        case Dataset::mnist: return {{0.1307}, {0.3081}};
-        case Dataset::fashion_mnist: return {{0.2860}, {0.3530}};
-        case Dataset::cifar10: return {{0.4914, 0.4822, 0.4465}, {0.2470, 0.2435, 0.2616}};
-        default: return datasets::compute_channel_stats(train);
-      }
+      // The statistics everyone uses for the dataset's training split, where it has them:
+      // computing them again from a subset (train_limit) would make results depend on it.
+      if (const datasets::ChannelStats& s = datasets::dataset_spec(cfg.data.dataset).normalization; !s.mean.empty())
+        return s;
+      return datasets::compute_channel_stats(train);
   }
   return {};
 }

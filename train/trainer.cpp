@@ -111,16 +111,9 @@ optim::LrSchedule make_schedule(const TrainConfig& cfg, std::int64_t steps_per_e
 
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& cfg, const nn::Module& model) {
   const OptimConfig& o = cfg.optim;
-  optim::ParamGroup decay, no_decay;
-  no_decay.weight_decay = 0.0;
-  for (const auto& [name, p] : model.named_parameters()) {
-    optim::ParamGroup& g = excluded_from_weight_decay(o, name) ? no_decay : decay;
-    g.params.push_back(p);
-    g.names.push_back(name);
-  }
-  std::vector<optim::ParamGroup> groups;
-  for (optim::ParamGroup* g : {&decay, &no_decay})
-    if (!g->params.empty()) groups.push_back(std::move(*g));
+  std::vector<optim::ParamGroup> groups = optim::weight_decay_groups(model.named_parameters(), o.weight_decay,
+                                                                     o.no_weight_decay_on);
+  std::erase_if(groups, [](const optim::ParamGroup& g) { return g.params.empty(); });
   switch (o.name) {
     case OptimizerName::sgd:
       return std::make_unique<optim::SGD>(groups, optim::SgdOptions{.lr = o.lr, .momentum = o.momentum,
@@ -311,7 +304,7 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
   if (!resumed.empty()) progress.line(resumed);
   progress.line(fmt::format("cpu: {}", cpu_summary()));
   progress.line(fmt::format("model: ViT, {} parameters; data: {} ({} train / {} test images); {} steps per epoch",
-                            model->num_parameters(), to_string(cfg.data.dataset), train_set->size(), test_set->size(),
+                            model->num_parameters(), cfg.data.dataset, train_set->size(), test_set->size(),
                             steps_per_epoch));
 
   TrainResult result;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tessera/datasets/dataset.h"
+#include "tessera/datasets/factory.h"
 
 namespace tessera::datasets {
 
@@ -22,5 +23,8 @@ std::shared_ptr<InMemoryDataset> load_cifar10_files(const std::vector<std::files
 std::vector<std::filesystem::path> find_cifar10_files(const std::filesystem::path& dir, Split split);
 
 std::shared_ptr<InMemoryDataset> load_cifar10(const std::filesystem::path& dir, Split split);
+
+// Its registry entry (factory.h).
+DatasetSpec cifar10_spec();
 
 }  // namespace tessera::datasets

@@ -1,7 +1,10 @@
-// make_dataset: a dataset by name, as a config names it.
+// Datasets by name, as a config names them (data.dataset): a registry of specs. A dataset is
+// one file (its reader and its spec) plus one line in the built-in list (factory.cpp); a
+// program can register its own with register_dataset.
 #pragma once
 
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -32,14 +35,33 @@ struct DatasetOptions {
   double noise = 0.25;
 };
 
-// The valid names, in the order error messages list them.
+// What the registry knows of a dataset.
+struct DatasetSpec {
+  std::string name;     // "mnist": what data.dataset says
+  std::string summary;  // one line for the docs
+  // Opens one split from `root` (ignored by generated datasets). The registry then checks the
+  // shape and, for fixed classes, the class list, and applies the limit.
+  std::function<DatasetPtr(const std::filesystem::path& root, Split split, const DatasetOptions& options)> open;
+  // The standard per-channel mean and std of the training split, as everyone normalises it;
+  // empty: computed from the training split.
+  ChannelStats normalization = {};
+  bool fixed_classes = true;  // false: the classes come from the files (an image folder)
+  bool generated = false;     // no files: made in memory at the model's input shape
+  bool decoded_at_model_size = false;  // files decoded and resized to the model's input (images)
+};
+
+// Adds a dataset; ConfigError when the name is taken. The built-in ones come first.
+void register_dataset(DatasetSpec spec);
+// ConfigError for an unknown name, listing the known ones ('-', '_' and case ignored).
+const DatasetSpec& dataset_spec(std::string_view name);
+// The known names, built-in ones first, in the order error messages list them.
 std::vector<std::string> dataset_names();
 
-// name: mnist, fashion_mnist, cifar10, image_folder or synthetic ('-' and '_' and case are
-// ignored, so "Fashion-MNIST" and "cifar_10" work too). root: the directory holding the
-// files (ignored by synthetic); image_folder looks for root/train or root/test (also
-// root/val for test). ConfigError for an unknown name, listing the valid ones, or a
-// negative limit.
+// A registered dataset's split: mnist, fashion_mnist, cifar10, image_folder, synthetic or one
+// of the program's ('-' and '_' and case are ignored, so "Fashion-MNIST" works too). root:
+// the directory holding the files (ignored by synthetic); image_folder looks for root/train
+// or root/test (also root/val for test). ConfigError for an unknown name, listing the
+// valid ones, or a negative limit.
 DatasetPtr make_dataset(std::string_view name, const std::filesystem::path& root, Split split,
                         const DatasetOptions& options = {});
 DatasetPtr make_dataset(std::string_view name, const std::filesystem::path& root,

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "tessera/datasets/dataset.h"
+#include "tessera/datasets/factory.h"
 
 namespace tessera::datasets {
 
@@ -53,5 +54,9 @@ IdxFiles find_idx_files(const std::filesystem::path& dir, Split split);
 // MNIST and Fashion-MNIST from a directory holding the four standard files.
 std::shared_ptr<InMemoryDataset> load_mnist(const std::filesystem::path& dir, Split split);
 std::shared_ptr<InMemoryDataset> load_fashion_mnist(const std::filesystem::path& dir, Split split);
+
+// Their registry entries (factory.h).
+DatasetSpec mnist_spec();
+DatasetSpec fashion_mnist_spec();
 
 }  // namespace tessera::datasets

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "tessera/datasets/dataset.h"
+#include "tessera/datasets/factory.h"
 
 namespace tessera::datasets {
 
@@ -85,5 +86,8 @@ std::vector<std::uint8_t> read_image_file(const std::filesystem::path& path);
 // data.
 void decode_image(std::span<const std::uint8_t> encoded, const ImageShape& shape,
                   std::span<std::uint8_t> out, const std::string& what);
+
+// Its registry entry (factory.h).
+DatasetSpec image_folder_spec();
 
 }  // namespace tessera::datasets

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "tessera/datasets/dataset.h"
+#include "tessera/datasets/factory.h"
 
 namespace tessera::datasets {
 
@@ -46,5 +47,8 @@ class SyntheticDataset final : public Dataset {
   SyntheticOptions o_;
   std::vector<std::uint8_t> patterns_;  // (num_classes, C, H, W)
 };
+
+// Its registry entry (factory.h).
+DatasetSpec synthetic_spec();
 
 }  // namespace tessera::datasets

@@ -7,6 +7,7 @@
 #include <initializer_list>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -47,6 +48,15 @@ struct Params {
 std::vector<ParamGroup> split_weight_decay(
     const NamedTensors& named, double weight_decay,
     const std::vector<std::string>& skip = {"cls_token", "pos_embed"});
+
+// Glob match over parameter names: '*' matches any run of characters (dots included), '?'
+// one character.
+bool glob_match(std::string_view pattern, std::string_view text);
+// Two groups by name, always in this order: {decay (weight_decay), no-decay (0)}: the
+// parameters matching any of the `no_decay` glob patterns get none (e.g. "*bias", "*norm*").
+// Parameters that do not require a gradient are left out; names are set.
+std::vector<ParamGroup> weight_decay_groups(const NamedTensors& named, double weight_decay,
+                                            const std::vector<std::string>& no_decay);
 
 class Optimizer {
  public:

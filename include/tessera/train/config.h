@@ -50,8 +50,6 @@ struct ModelConfig {
 
 // ---------------------------------------------------------------- data
 
-enum class Dataset { mnist, fashion_mnist, cifar10, image_folder, synthetic };
-
 struct Normalize {
   enum class Mode {
     dataset,  // YAML `auto`: the dataset's standard per-channel statistics
@@ -81,7 +79,7 @@ struct SyntheticData {
 };
 
 struct DataConfig {
-  Dataset dataset = Dataset::mnist;
+  std::string dataset = "mnist";  // a name registered with datasets::register_dataset
   std::filesystem::path root;  // empty: data/<dataset> (see dataset_root)
   Normalize normalize;
   Augment augment;
@@ -217,12 +215,7 @@ ModelConfig from_vit_config(const models::ViTConfig& c);
 // The dataset directory: data.root, or data/<dataset> when root is empty.
 std::filesystem::path dataset_root(const DataConfig& data);
 
-// Glob match: '*' matches any run of characters (dots included), '?' one character.
-bool glob_match(std::string_view pattern, std::string_view text);
-// Whether a parameter (by its hierarchical name) is exempt from weight decay.
-bool excluded_from_weight_decay(const OptimConfig& optim, std::string_view parameter_name);
 
-std::string_view to_string(Dataset v);
 std::string_view to_string(OptimizerName v);
 std::string_view to_string(ScheduleName v);
 
