@@ -149,6 +149,29 @@ BOOST_AUTO_TEST_CASE(softmax_edges) {
   check_parity([](const std::vector<Tensor>& in) { return softmax(in[0] * 1e4, 1); }, {ties});
 }
 
+BOOST_AUTO_TEST_CASE(reductions_at_their_edges) {
+  // Ties in max (the gradient goes to the first maximum, on every backend), size-1 axes, and
+  // sums far from zero.
+  Tensor ties = from_vector<double>({1, 3, 3, 2, 5, 5, 5, 0}, {2, 4}, {.dtype = f64});
+  ties.set_requires_grad(true);
+  check_parity([](const std::vector<Tensor>& in) { return tessera::max(in[0], {1}); }, {ties});
+  for (DType t : {f32, f64}) {
+    Tensor x = ties.detach().to(t);
+    x.set_requires_grad(true);
+    backward(sum(tessera::max(x, {1})));
+    BOOST_TEST(x.grad().to(f64).to_vector<double>() == std::vector<double>({0, 1, 0, 0, 1, 0, 0, 0}),
+               boost::test_tools::per_element());
+  }
+  for (const Shape& s : {Shape{1, 7}, Shape{7, 1}, Shape{3, 1, 5}})
+    for (const std::vector<std::int64_t>& axes : {std::vector<std::int64_t>{0}, std::vector<std::int64_t>{-1}})
+      BOOST_TEST_CONTEXT(shape_str(s) << " over " << axes[0]) {
+        check_parity([&](const std::vector<Tensor>& in) { return sum(in[0], axes); }, {input(s, 7)});
+        check_parity([&](const std::vector<Tensor>& in) { return mean(in[0], axes, true); }, {input(s, 8)});
+        check_parity([&](const std::vector<Tensor>& in) { return tessera::max(in[0], axes); }, {input(s, 9)});
+      }
+  check_parity([](const std::vector<Tensor>& in) { return mean(in[0] + 1e4, {1}); }, {input({4, 300}, 10)}, 1e-6, 1e-4);
+}
+
 BOOST_AUTO_TEST_CASE(layer_norm) {
   check_parity([](const std::vector<Tensor>& in) { return tessera::layer_norm(in[0], in[1], in[2], 1e-6); },
                {input({8, 50, 64}, 1, -2, 3), input({64}, 2, 0.5, 1.5), input({64}, 3)});

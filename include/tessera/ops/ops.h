@@ -86,7 +86,8 @@ DType autocast_dtype();  // f32 when off
 // Over the given axes (all when empty); keepdim leaves size-1 axes in place.
 Tensor sum(const Tensor& x, const std::vector<std::int64_t>& axes = {}, bool keepdim = false);
 Tensor mean(const Tensor& x, const std::vector<std::int64_t>& axes = {}, bool keepdim = false);
-// Backward routes the gradient to the first maximal element of each reduced group.
+// Ties: backward routes the whole gradient to the first maximal element of each reduced
+// group (as torch.max(x, dim) does; torch.amax splits it evenly among the tied ones).
 Tensor max(const Tensor& x, const std::vector<std::int64_t>& axes = {}, bool keepdim = false);
 // Sums a broadcast result back to `shape` (the backward of broadcasting).
 Tensor sum_to(const Tensor& x, const Shape& shape);
