@@ -11,6 +11,8 @@
 using namespace tessera;
 using namespace tessera::train;
 
+using tessera::test::vit;
+
 namespace {
 
 // Runs f, which must throw ConfigError, and returns the message.
@@ -129,7 +131,7 @@ BOOST_AUTO_TEST_CASE(missing_sections_and_keys_keep_the_defaults) {
 
   // The documented defaults themselves.
   BOOST_TEST(!defaults.model.preset.has_value());
-  BOOST_TEST(defaults.model.layer_norm_eps == 1e-6);
+  BOOST_TEST(vit(defaults).layer_norm_eps == 1e-6);
   BOOST_TEST((defaults.optim.name == OptimizerName::adamw));
   BOOST_TEST(defaults.optim.lr == 1e-3);
   BOOST_TEST((defaults.data.normalize.mode == Normalize::Mode::dataset));
@@ -141,14 +143,14 @@ BOOST_AUTO_TEST_CASE(missing_sections_and_keys_keep_the_defaults) {
 BOOST_AUTO_TEST_CASE(every_key_is_read) {
   const TrainConfig c = load_config_string(kEveryKey);
   BOOST_TEST(c.model.preset.value() == "vit-tiny/16");
-  BOOST_TEST(c.model.image_size[0] == 32);
-  BOOST_TEST(c.model.image_size[1] == 48);
-  BOOST_TEST(c.model.dim == 96);  // explicit keys beat the preset's 192
-  BOOST_TEST((c.model.pool == Pool::mean));
-  BOOST_TEST((c.model.norm == NormPlacement::post));
-  BOOST_TEST((c.model.pos_embed == PosEmbed::sincos));
-  BOOST_TEST(c.model.layer_norm_eps == 1e-5);
-  BOOST_TEST(c.model.drop_path == 0.3);
+  BOOST_TEST(vit(c).image_h == 32);
+  BOOST_TEST(vit(c).image_w == 48);
+  BOOST_TEST(vit(c).dim == 96);  // explicit keys beat the preset's 192
+  BOOST_TEST((vit(c).pool == models::Pool::mean));
+  BOOST_TEST((vit(c).norm == nn::NormPlacement::post));
+  BOOST_TEST((vit(c).pos_embed == models::PosEmbed::sincos));
+  BOOST_TEST(vit(c).layer_norm_eps == 1e-5);
+  BOOST_TEST(vit(c).drop_path == 0.3);
   BOOST_TEST((c.data.dataset == "cifar10"));
   BOOST_TEST(c.data.root == "/tmp/cifar");
   BOOST_TEST((c.data.normalize.mode == Normalize::Mode::custom));
@@ -170,14 +172,16 @@ BOOST_AUTO_TEST_CASE(every_key_is_read) {
 
   // Every key of the schema moved away from its default: none was silently ignored,
   // and each one takes part in the comparison.
+  // (model.name aside: this config keeps the default model.)
+  std::vector<ConfigKey> keys = config_schema();
+  std::erase_if(keys, [](const ConfigKey& k) { return k.path == "model.name" || (!k.model.empty() && k.model != "vit"); });
   const auto diffs = diff_configs(TrainConfig{}, c);
-  BOOST_TEST_REQUIRE(diffs.size() == config_schema().size());
-  for (std::size_t i = 0; i < diffs.size(); ++i) BOOST_TEST(diffs[i].path == config_schema()[i].path);
+  BOOST_TEST_REQUIRE(diffs.size() == keys.size());
+  for (std::size_t i = 0; i < diffs.size(); ++i) BOOST_TEST(diffs[i].path == keys[i].path);
 }
 
 BOOST_AUTO_TEST_CASE(image_size_normalize_device_and_weight_decay_forms) {
-  BOOST_TEST((load_config_string("model: {image_size: 32}").model.image_size ==
-              std::array<std::int64_t, 2>{32, 32}));
+  BOOST_TEST(vit(load_config_string("model: {image_size: 32}")).image_w == 32);
   BOOST_TEST((load_config_string("data: {normalize: none}").data.normalize.mode == Normalize::Mode::none));
   BOOST_TEST((load_config_string("data: {normalize: auto}").data.normalize == Normalize{}));
   BOOST_TEST((load_config_string("train: {device: cuda}").train.device == Device::cuda(0)));
@@ -206,47 +210,58 @@ BOOST_AUTO_TEST_CASE(dataset_root_defaults_per_dataset) {
 BOOST_AUTO_TEST_CASE(presets_fill_the_model_and_are_recorded) {
   const ModelConfig base = load_config_string("model:\n  preset: vit-base/16\n").model;
   BOOST_TEST(base.preset.value() == "vit-base/16");
-  BOOST_TEST((base.image_size == std::array<std::int64_t, 2>{224, 224}));
-  BOOST_TEST(base.patch_size == 16);
-  BOOST_TEST(base.channels == 3);
-  BOOST_TEST(base.num_classes == 1000);
-  BOOST_TEST(base.dim == 768);
-  BOOST_TEST(base.depth == 12);
-  BOOST_TEST(base.heads == 12);
-  BOOST_TEST(base.mlp_dim == 3072);
+  BOOST_TEST(vit(base).image_h == 224);
+  BOOST_TEST(vit(base).image_w == 224);
+  BOOST_TEST(vit(base).patch_size == 16);
+  BOOST_TEST(vit(base).channels == 3);
+  BOOST_TEST(vit(base).num_classes == 1000);
+  BOOST_TEST(vit(base).dim == 768);
+  BOOST_TEST(vit(base).depth == 12);
+  BOOST_TEST(vit(base).heads == 12);
+  BOOST_TEST(vit(base).mlp_dim == 3072);
 
-  const ModelConfig tiny = model_preset("vit-tiny/16");
-  BOOST_TEST(tiny.dim == 192);
-  BOOST_TEST(tiny.heads == 3);
-  BOOST_TEST(model_preset("vit-small/16").dim == 384);
-  const ModelConfig seed = model_preset("seed-mnist");
-  BOOST_TEST((seed.image_size == std::array<std::int64_t, 2>{28, 28}));
-  BOOST_TEST(seed.patch_size == 7);
-  BOOST_TEST(seed.dim == 512);
-  BOOST_TEST(seed.depth == 1);
-  BOOST_TEST(seed.heads == 2);
-  BOOST_TEST(seed.mlp_dim == 1024);
+  auto preset = [](const char* name) {
+    ModelConfig m;
+    m.apply_preset(name);
+    return m;
+  };
+  BOOST_TEST(vit(preset("vit-tiny/16")).dim == 192);
+  BOOST_TEST(vit(preset("vit-tiny/16")).heads == 3);
+  BOOST_TEST(vit(preset("vit-small/16")).dim == 384);
+  const ModelConfig seed = preset("seed-mnist");
+  BOOST_TEST(vit(seed).image_h == 28);
+  BOOST_TEST(vit(seed).patch_size == 7);
+  BOOST_TEST(vit(seed).dim == 512);
+  BOOST_TEST(vit(seed).depth == 1);
+  BOOST_TEST(vit(seed).heads == 2);
+  BOOST_TEST(vit(seed).mlp_dim == 1024);
 
   // Explicit keys win whether they come before or after the preset.
   const ModelConfig a = load_config_string("model:\n  depth: 4\n  preset: vit-small/16\n").model;
   const ModelConfig b = load_config_string("model:\n  preset: vit-small/16\n  depth: 4\n").model;
   BOOST_TEST((a == b));
-  BOOST_TEST(a.depth == 4);
-  BOOST_TEST(a.dim == 384);
+  BOOST_TEST(vit(a).depth == 4);
+  BOOST_TEST(vit(a).dim == 384);
 
-  // The dump records the preset and the resolved values.
+  // The dump records the model, the preset and the resolved values.
   const std::string dumped = dump_config(load_config_string("model: {preset: vit-base/16}"));
+  BOOST_TEST(contains(dumped, "name: vit"));
   BOOST_TEST(contains(dumped, "preset: \"vit-base/16\""));
   BOOST_TEST(contains(dumped, "dim: 768"));
-  BOOST_TEST(model_preset_names().size() == 4u);
+  BOOST_TEST(ModelConfig().spec().presets.size() == 4u);
 }
 
-BOOST_AUTO_TEST_CASE(unknown_presets_are_errors) {
+BOOST_AUTO_TEST_CASE(unknown_presets_and_models_are_errors) {
   BOOST_TEST(load_error("model:\n  preset: vit-tiny/32\n") ==
-             "config.yaml:2:11: model.preset: expected a preset (vit-tiny/16, vit-small/16, "
+             "config.yaml:2:11: model.preset: expected a preset of vit (vit-tiny/16, vit-small/16, "
              "vit-base/16, seed-mnist) or null, got \"vit-tiny/32\" (did you mean vit-tiny/16?)");
-  BOOST_TEST(contains(config_error([] { model_preset("vit-huge/14"); }),
-                      "model_preset: unknown preset 'vit-huge/14'"));
+  BOOST_TEST(contains(config_error([] { ModelConfig().apply_preset("vit-huge/14"); }),
+                      "model.preset: vit has no preset 'vit-huge/14'"));
+  BOOST_TEST(load_error("model:\n  name: vitt\n") ==
+             "config.yaml:2:9: model.name: expected one of " + fmt::format("{}", fmt::join(model_names(), ", ")) +
+                 ", got \"vitt\" (did you mean vit?)");
+  // A key of another model is unknown to this one, and the message lists this one's.
+  BOOST_TEST(contains(load_error("model:\n  name: vit\n  widths: [8]\n"), "model.widths: unknown key"));
 }
 
 // ---------------------------------------------------------------- errors with their position
@@ -392,8 +407,8 @@ BOOST_AUTO_TEST_CASE(files_are_named_in_errors) {
   BOOST_TEST(message == path.string() + ":4:7: optim.lr: expected a number in (0, 10], got -1");
 
   std::ofstream(path) << "model:\n  preset: seed-mnist\n";
-  BOOST_TEST(load_config(path).model.dim == 512);
-  BOOST_TEST(load_config(path, std::vector<ConfigOverride>{{"model.dim", "256"}}).model.dim == 256);
+  BOOST_TEST(vit(load_config(path)).dim == 512);
+  BOOST_TEST(vit(load_config(path, std::vector<ConfigOverride>{{"model.dim", "256"}})).dim == 256);
   BOOST_TEST(contains(config_error([&] { load_config(dir / "absent.yaml"); }),
                       "load_config: '" + (dir / "absent.yaml").string() + "': cannot open"));
 }
@@ -424,7 +439,8 @@ BOOST_AUTO_TEST_CASE(overrides_set_keys_and_maps) {
                                   {"train.output_dir", "runs/x"},
                                   {"optim.lr", "5e-4"}});  // later wins
   BOOST_TEST(c.optim.lr == 5e-4);
-  BOOST_TEST((c.model.image_size == std::array<std::int64_t, 2>{32, 64}));
+  BOOST_TEST(vit(c).image_h == 32);
+  BOOST_TEST(vit(c).image_w == 64);
   BOOST_TEST((c.data.normalize.stddev == std::vector<double>{0.25}));
   BOOST_TEST(c.data.augment.horizontal_flip);
   BOOST_TEST(c.data.augment.random_shift == 2);  // a map override sets only the keys it names
@@ -438,14 +454,14 @@ BOOST_AUTO_TEST_CASE(a_preset_override_applies_first_and_replaces_the_model) {
       yaml, "config.yaml",
       std::vector<ConfigOverride>{{"model.heads", "2"}, {"model.preset", "vit-small/16"}});
   BOOST_TEST(c.model.preset.value() == "vit-small/16");
-  BOOST_TEST(c.model.dim == 384);  // the file's dim is replaced by the preset
-  BOOST_TEST(c.model.depth == 12);
-  BOOST_TEST(c.model.heads == 2);  // given before the preset, still applied after it
+  BOOST_TEST(vit(c).dim == 384);  // the file's dim is replaced by the preset
+  BOOST_TEST(vit(c).depth == 12);
+  BOOST_TEST(vit(c).heads == 2);  // given before the preset, still applied after it
 
   TrainConfig d = c;
   apply_overrides(d, std::vector<ConfigOverride>{{"model.preset", "null"}});
   BOOST_TEST(!d.model.preset.has_value());
-  BOOST_TEST(d.model.dim == 384);  // clearing the name keeps the values
+  BOOST_TEST(vit(d).dim == 384);  // clearing the name keeps the values
 }
 
 BOOST_AUTO_TEST_CASE(override_errors_name_the_set_key) {
@@ -466,7 +482,7 @@ BOOST_AUTO_TEST_CASE(override_errors_name_the_set_key) {
   BOOST_TEST(contains(override_error({{"optim.betas", "[0.9"}}),
                       "--set optim.betas: invalid YAML value \"[0.9\": "));
   BOOST_TEST(override_error({{"model.preset", "vit-base"}}) ==
-             "--set model.preset: expected a preset (vit-tiny/16, vit-small/16, vit-base/16, seed-mnist) "
+             "--set model.preset: expected a preset of vit (vit-tiny/16, vit-small/16, vit-base/16, seed-mnist) "
              "or null, got \"vit-base\" (did you mean vit-base/16?)");
 }
 
@@ -496,8 +512,10 @@ BOOST_AUTO_TEST_CASE(dump_then_load_gives_the_same_config) {
   tricky.data.root = "*not an alias* with \"quotes\", a \\ backslash: and unicode données";
   tricky.optim.no_weight_decay_on = {};
   tricky.optim.lr = 0.1 + 0.2;  // not a short decimal
-  tricky.model.layer_norm_eps = 1e-12;
-  tricky.model.image_size = {30, 40};
+  vit(tricky).layer_norm_eps = 1e-12;
+  vit(tricky).image_h = 30;
+  vit(tricky).image_w = 40;
+  vit(tricky).patch_size = 10;
   tricky.data.normalize = {Normalize::Mode::custom, {0.1, -0.2, 3.0}, {1.0 / 3, 2.0, 5e-7}};
   tricky.train.seed = 18446744073709551615ull;
   tricky.train.device = Device::cuda(0);

@@ -18,6 +18,8 @@ namespace tt = tessera::train;
 namespace fs = std::filesystem;
 using namespace tessera;
 
+using tessera::test::vit;
+
 namespace {
 
 std::string slurp(const fs::path& p) {
@@ -206,7 +208,7 @@ BOOST_AUTO_TEST_CASE(a_run_too_big_for_memory_is_refused_before_anything_is_writ
   // Row 7: an evaluation batch that does not fit, refused before the first epoch.
   test::TempDir dir("too_big");
   tt::TrainConfig cfg = tt::load_config_string(slurp(write_config(dir.path(), 64)));
-  cfg.model.heads = 8;
+  vit(cfg).heads = 8;
   cfg.train.eval_batch_size = 1 << 20;
   CachingAllocator& a = cpu_allocator();
   const std::size_t limit = a.memory_limit();

@@ -23,6 +23,8 @@ namespace tt = tessera::train;
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
+using tessera::test::vit;
+
 namespace {
 
 // A small ViT on 512 synthetic 16x16 images (a learnable pattern per class).
@@ -133,8 +135,8 @@ BOOST_AUTO_TEST_CASE(resume_refuses_another_model_or_changed_data) {
   tt::TrainOptions resume = quiet();
   resume.resume = dir.path();
   tt::TrainConfig other = cfg;
-  other.model.dim = 48;
-  other.model.heads = 4;
+  vit(other).dim = 48;
+  vit(other).heads = 4;
   try {
     tt::train(other, resume);
     BOOST_ERROR("resumed with a different model");
@@ -227,8 +229,8 @@ BOOST_AUTO_TEST_CASE(resume_refuses_dataset_files_that_changed) {
   write_split("train", 40, 1);
   write_split("t10k", 20, 1);
   tt::TrainConfig cfg = tiny_config(dir / "run");
-  cfg.model.image_size = {8, 8};
-  cfg.model.num_classes = 10;
+  vit(cfg).image_h = vit(cfg).image_w = 8;
+  vit(cfg).num_classes = 10;
   cfg.data.dataset = "mnist";
   cfg.data.root = dir.path();
   cfg.train.epochs = 1;
@@ -356,17 +358,15 @@ BOOST_AUTO_TEST_CASE(every_config_loads_and_builds_its_model) {
     seen.push_back(entry.path().filename().string());
     BOOST_TEST_CONTEXT(entry.path().filename().string()) {
       const tt::TrainConfig cfg = tt::load_config(entry.path());
-      BOOST_CHECK_NO_THROW(tt::to_vit_config(cfg.model).validate());
-      models::ViT model(tt::to_vit_config(cfg.model));
-      BOOST_TEST(model.num_parameters() > 0);
+      BOOST_TEST(tt::build_model(cfg)->num_parameters() > 0);
     }
   }
   std::sort(seen.begin(), seen.end());
   BOOST_TEST((seen == std::vector<std::string>{"fashion_mnist_vit.yaml", "mnist_vit.yaml", "seed_mnist.yaml",
                                                "vit_tiny_cifar10.yaml"}));
   // The default is small: at most 0.5 M parameters.
-  BOOST_TEST(models::ViT(tt::to_vit_config(tt::load_config(fs::path(TESSERA_SOURCE_DIR) / "configs/mnist_vit.yaml").model))
-                 .num_parameters() <= 500000);
+  BOOST_TEST(tt::build_model(tt::load_config(fs::path(TESSERA_SOURCE_DIR) / "configs/mnist_vit.yaml"))->num_parameters() <=
+             500000);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
@@ -379,7 +379,7 @@ BOOST_AUTO_TEST_CASE(a_kill_while_writing_a_checkpoint_leaves_the_previous_one_l
   // the run must resume from it.
   test::TempDir dir("train_kill");
   tt::TrainConfig cfg = tiny_config(dir.path());
-  cfg.model.dim = 128, cfg.model.mlp_dim = 512, cfg.model.depth = 4;  // about 10 MB with the optimizer state
+  vit(cfg).dim = 128, vit(cfg).mlp_dim = 512, vit(cfg).depth = 4;  // about 10 MB with the optimizer state
   cfg.train.epochs = 1;
   tt::train(cfg, quiet());
   const fs::path last = dir / tt::kLastCheckpoint;
@@ -502,7 +502,7 @@ BOOST_AUTO_TEST_CASE(the_memory_probe_predicts_a_real_training_step) {
   // Measured at batches 1 and 2, extrapolated to 16: within a quarter of what a step takes.
   tt::TrainConfig cfg = tiny_config(fs::temp_directory_path());
   auto model = tt::build_model(cfg);
-  const Shape sample{cfg.model.channels, cfg.model.image_size[0], cfg.model.image_size[1]};
+  const Shape sample{vit(cfg).channels, vit(cfg).image_h, vit(cfg).image_w};
   const GeneratorState rng = default_generator().state();
   const tt::MemoryProbe p = tt::probe_memory(*model, sample);
   BOOST_TEST((default_generator().state() == rng));  // the run's random draws are untouched
@@ -516,7 +516,7 @@ BOOST_AUTO_TEST_CASE(the_memory_probe_predicts_a_real_training_step) {
   a.reset_peak();
   Shape batch{16};
   batch.insert(batch.end(), sample.begin(), sample.end());
-  backward(cross_entropy((*model)(randn(batch)), randint({16}, cfg.model.num_classes)));
+  backward(cross_entropy((*model)(randn(batch)), randint({16}, vit(cfg).num_classes)));
   const double real = static_cast<double>(a.stats().peak_in_use) - before;
   BOOST_TEST(p.training_step(16) > 0.75 * real, p.training_step(16) << " vs " << real);
   BOOST_TEST(p.training_step(16) < 1.25 * real, p.training_step(16) << " vs " << real);

@@ -13,6 +13,7 @@
 #include <CLI/CLI.hpp>
 
 #include "tessera/autograd/gradcheck.h"
+#include "tessera/ops/ops.h"
 #include "tessera/bench/bench.h"
 #include "tessera/datasets/image_folder.h"
 #include "tessera/ops/cpu_info.h"
@@ -121,7 +122,7 @@ int run_train(const cli::Args& a) {
 }
 
 // A checkpoint's model, loaded, on the config's device, in eval mode.
-std::unique_ptr<ts::models::ViT> load_model(const tt::TrainConfig& cfg, const tt::Checkpoint& ck) {
+std::unique_ptr<ts::nn::UnaryModule> load_model(const tt::TrainConfig& cfg, const tt::Checkpoint& ck) {
   auto model = tt::build_model(cfg);
   model->load_state_dict(ck.model);
   model->eval();
@@ -153,7 +154,8 @@ int run_predict(const cli::Args& a) {
   cfg.train.device = ts::Device::cpu();
   tt::set_threads(cfg.train.threads);
   auto model = load_model(cfg, ck);
-  const ts::datasets::ImageShape shape{cfg.model.channels, cfg.model.image_size[0], cfg.model.image_size[1]};
+  const tt::ModelInput in = cfg.model.input();
+  const ts::datasets::ImageShape shape{in.channels, in.height, in.width};
   // Images go through the model a batch at a time: memory stays bounded however many are given.
   constexpr std::int64_t kBatch = 32;
   const std::int64_t n = static_cast<std::int64_t>(images.size()), pixels = shape.numel();
@@ -161,7 +163,7 @@ int run_predict(const cli::Args& a) {
   tt::check_memory("predict", {{"weights", probe.weights, ""},
                                {fmt::format("a batch of {} images", std::min(n, kBatch)),
                                 probe.evaluation(std::min(n, kBatch)), ""}});
-  const std::int64_t plane = shape.height * shape.width, classes = cfg.model.num_classes;
+  const std::int64_t plane = shape.height * shape.width, classes = in.num_classes;
   const std::int64_t k = std::min<std::int64_t>(a.top_k, classes);
   std::vector<std::uint8_t> decoded(static_cast<std::size_t>(pixels));
   ts::NoGradGuard no_grad;
@@ -202,7 +204,8 @@ int run_summary(const cli::Args& a) {
   tt::TrainConfig cfg = read_config(a.config, a.sets);
   cfg.train.device = ts::Device::cpu();
   auto model = tt::build_model(cfg);
-  const ts::Tensor sample = ts::zeros({1, cfg.model.channels, cfg.model.image_size[0], cfg.model.image_size[1]});
+  const tt::ModelInput in = cfg.model.input();
+  const ts::Tensor sample = ts::zeros({1, in.channels, in.height, in.width});
   fmt::print("{}", ts::nn::summary(*model, [&] { (*model)(sample); }));
   return 0;
 }
@@ -216,13 +219,15 @@ int run_gradcheck(const cli::Args& a) {
   model->eval();  // dropout off: the function must be deterministic
   model->to(ts::DType::f64);
   ts::Generator gen(cfg.train.seed);
-  const ts::Tensor images = ts::randn({2, cfg.model.channels, cfg.model.image_size[0], cfg.model.image_size[1]},
+  const tt::ModelInput in = cfg.model.input();
+  const ts::Tensor images = ts::randn({2, in.channels, in.height, in.width},
                                       {.dtype = ts::DType::f64}, gen);
-  const ts::Tensor labels = ts::randint({2}, cfg.model.num_classes, gen);
+  const ts::Tensor labels = ts::randint({2}, in.num_classes, gen);
   const ts::nn::NamedTensors named = model->named_parameters();
   std::vector<ts::Tensor> inputs{images};
   for (const auto& [name, p] : named) inputs.push_back(p);
-  fmt::print("gradient check of the configured ViT in f64 ({} parameters, batch 2, {} elements per tensor)\n",
+  fmt::print("gradient check of the configured {} in f64 ({} parameters, batch 2, {} elements per tensor)\n",
+             cfg.model.name(),
              model->num_parameters(), samples);
   const ts::GradcheckResult r = ts::gradcheck(
       [&](const std::vector<ts::Tensor>&) { return ts::cross_entropy((*model)(images), labels); }, inputs,

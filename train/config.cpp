@@ -10,6 +10,7 @@
 #include <functional>
 #include <limits>
 #include <map>
+#include <mutex>
 #include <set>
 #include <sstream>
 
@@ -28,12 +29,6 @@ using namespace yaml_codec;
 
 // ---------------------------------------------------------------- names of enum values
 
-constexpr std::pair<std::string_view, Pool> kPoolNames[] = {{"cls", Pool::cls},
-                                                            {"mean", Pool::mean}};
-constexpr std::pair<std::string_view, NormPlacement> kNormNames[] = {
-    {"pre", NormPlacement::pre}, {"post", NormPlacement::post}};
-constexpr std::pair<std::string_view, PosEmbed> kPosEmbedNames[] = {
-    {"learned", PosEmbed::learned}, {"sincos", PosEmbed::sincos}};
 constexpr std::pair<std::string_view, OptimizerName> kOptimizerNames[] = {
     {"sgd", OptimizerName::sgd}, {"adam", OptimizerName::adam}, {"adamw", OptimizerName::adamw}};
 constexpr std::pair<std::string_view, ScheduleName> kScheduleNames[] = {
@@ -44,7 +39,6 @@ constexpr std::pair<std::string_view, DType> kPrecisionNames[] = {{"f32", DType:
                                                                   {"bf16", DType::bf16}};
 
 // Integer bounds shared by several keys.
-constexpr std::int64_t kMaxImageSide = 8192;
 constexpr std::int64_t kMaxSamples = std::int64_t{1} << 31;
 constexpr std::int64_t kMaxBatch = std::int64_t{1} << 20;
 constexpr int kMaxEpochs = 1000000;
@@ -58,52 +52,6 @@ constexpr Number kGradNorm{0, true, 1e6, true};
 constexpr Number kEpochs{0, true, 1e6, true};
 constexpr Number kPixelMean{-1e6, true, 1e6, true};
 constexpr Number kPixelStd{0, false, 1e6, true};
-
-struct Preset {
-  std::string type() const { return "string or null"; }
-  std::string range() const { return fmt::format("{}", fmt::join(model_preset_names(), " | ")); }
-  void parse(const Ctx& c, std::optional<std::string>& out) const {
-    if (c.is_null()) {
-      out.reset();
-      return;
-    }
-    const auto names = model_preset_names();
-    if (const std::string* s = c.scalar())
-      if (std::find(names.begin(), names.end(), *s) != names.end()) {
-        out = *s;
-        return;
-      }
-    c.fail(fmt::format("expected a preset ({}) or null, got {}{}", fmt::join(names, ", "),
-                       describe(c.node), c.scalar() ? did_you_mean(*c.scalar(), names) : ""));
-  }
-  std::string dump(const std::optional<std::string>& p) const { return p ? yaml_quoted(*p) : "null"; }
-};
-
-struct ImageSize {
-  std::string type() const { return "int or [height, width]"; }
-  std::string range() const { return fmt::format("each 1 to {}", kMaxImageSide); }
-  void parse(const Ctx& c, std::array<std::int64_t, 2>& out) const {
-    constexpr Integer<std::int64_t> side{1, kMaxImageSide};
-    const auto wrong = [&] {
-      c.expected(fmt::format("an integer from 1 to {} or [height, width]", kMaxImageSide));
-    };
-    if (c.scalar()) {
-      const auto v = parse_integer<std::int64_t>(*c.scalar());
-      if (!v || *v < 1 || *v > kMaxImageSide) wrong();
-      out = {*v, *v};
-    } else if (c.node.IsDefined() && c.node.IsSequence()) {
-      if (c.node.size() != 2) wrong();
-      std::array<std::int64_t, 2> hw{};
-      for (std::size_t i = 0; i < 2; ++i) side.parse(c.item(i, c.node[i]), hw[i]);
-      out = hw;
-    } else {
-      wrong();
-    }
-  }
-  std::string dump(const std::array<std::int64_t, 2>& hw) const {
-    return hw[0] == hw[1] ? fmt::format("{}", hw[0]) : fmt::format("[{}, {}]", hw[0], hw[1]);
-  }
-};
 
 struct Betas {
   std::string type() const { return "[float, float]"; }
@@ -252,38 +200,13 @@ Field make_field(std::string path, Access access, Codec codec, std::string descr
 #define TESSERA_CONFIG_KEY(member, ...) /* codec, description */ \
   make_field(#member, [](auto& cfg) -> auto& { return cfg.member; }, __VA_ARGS__)
 
-const std::vector<Field>& fields() {
+// The keys of every section but the model's, which depend on the model (fields() below).
+const std::vector<Field>& base_fields() {
   using I64 = Integer<std::int64_t>;
   using Int = Integer<int>;
   static const std::vector<Field> table = [] {
     std::vector<Field> t;
     const auto add = [&](Field f) { t.push_back(std::move(f)); };
-    // model
-    add(TESSERA_CONFIG_KEY(model.preset, Preset{},
-        "Start from a named architecture; keys given beside it override its values."));
-    add(TESSERA_CONFIG_KEY(model.image_size, ImageSize{},
-        "Input height and width in pixels; one int for square images."));
-    add(TESSERA_CONFIG_KEY(model.patch_size, I64{1, kMaxImageSide}, "Side of the square patches the image is cut into."));
-    add(TESSERA_CONFIG_KEY(model.channels, I64{1, 1024}, "Input channels (1 for grey, 3 for RGB)."));
-    add(TESSERA_CONFIG_KEY(model.num_classes, I64{1, 1 << 20}, "Number of output classes."));
-    add(TESSERA_CONFIG_KEY(model.dim, I64{1, 1 << 16}, "Token width (embedding dimension)."));
-    add(TESSERA_CONFIG_KEY(model.depth, I64{1, 1024}, "Number of transformer blocks."));
-    add(TESSERA_CONFIG_KEY(model.heads, I64{1, 1024}, "Attention heads per block."));
-    add(TESSERA_CONFIG_KEY(model.mlp_dim, I64{1, 1 << 18}, "Hidden width of each block's MLP."));
-    add(TESSERA_CONFIG_KEY(model.pool, Choice<Pool>{kPoolNames},
-        "Classify from the cls token, or from the mean of the patch tokens."));
-    add(TESSERA_CONFIG_KEY(model.dropout, kProbability,
-        "Dropout on the attention output projection and inside the MLP."));
-    add(TESSERA_CONFIG_KEY(model.emb_dropout, kProbability,
-        "Dropout on the token embeddings (after adding positions)."));
-    add(TESSERA_CONFIG_KEY(model.attn_dropout, kProbability, "Dropout on the attention weights."));
-    add(TESSERA_CONFIG_KEY(model.drop_path, kProbability,
-        "Stochastic depth: drop rate of the residual branches, rising linearly to this value at the last block."));
-    add(TESSERA_CONFIG_KEY(model.norm, Choice<NormPlacement>{kNormNames},
-        "LayerNorm placement: before (pre) or after (post) each residual branch."));
-    add(TESSERA_CONFIG_KEY(model.pos_embed, Choice<PosEmbed>{kPosEmbedNames},
-        "Position embedding: a learned table, or fixed 2-d sin-cos."));
-    add(TESSERA_CONFIG_KEY(model.layer_norm_eps, kEpsilon, "Epsilon of every LayerNorm."));
     // data
     add(TESSERA_CONFIG_KEY(data.dataset, RegisteredName{datasets::dataset_names},
         "The dataset; synthetic is generated in memory and needs no files (see data.synthetic)."));
@@ -347,11 +270,67 @@ const std::vector<Field>& fields() {
 
 #undef TESSERA_CONFIG_KEY
 
+// model.name resets the section to that model's defaults, so it is applied before the other
+// keys of the section (see apply_map), as the preset is.
+Field model_name_field() {
+  const RegisteredName codec{model_names};
+  Field f{"model.name", codec.type(), codec.range(), std::nullopt, std::nullopt,
+          "The model: a registered name (the built-in ones below, or one a program registers).", {}, {}, {}};
+  f.parse = [codec](TrainConfig& cfg, const Ctx& c) {
+    std::string name;
+    codec.parse(c, name);
+    cfg.model = ModelConfig(name);
+  };
+  f.dump = [](const TrainConfig& cfg) { return cfg.model.name(); };
+  f.equal = [](const TrainConfig& a, const TrainConfig& b) { return a.model.name() == b.model.name(); };
+  return f;
+}
+
+Field model_preset_field(const ModelSpec& spec) {
+  std::vector<std::string> names;
+  for (const auto& [n, v] : spec.presets) names.push_back(n);
+  Field f{"model.preset", "string or null", names.empty() ? "" : fmt::format("{}", fmt::join(names, " | ")),
+          std::nullopt, std::nullopt,
+          "Start from a named architecture; keys given beside it override its values.", {}, {}, {}};
+  f.parse = [names](TrainConfig& cfg, const Ctx& c) {
+    if (c.is_null()) return cfg.model.preset.reset();
+    if (const std::string* s = c.scalar(); s && std::find(names.begin(), names.end(), *s) != names.end())
+      return cfg.model.apply_preset(*s);
+    c.fail(fmt::format("expected a preset of {} ({}) or null, got {}{}", cfg.model.name(),
+                       names.empty() ? std::string("it has none") : fmt::format("{}", fmt::join(names, ", ")),
+                       describe(c.node), c.scalar() ? did_you_mean(*c.scalar(), names) : ""));
+  };
+  f.dump = [](const TrainConfig& cfg) { return cfg.model.preset ? yaml_quoted(*cfg.model.preset) : "null"; };
+  f.equal = [](const TrainConfig& a, const TrainConfig& b) { return a.model.preset == b.model.preset; };
+  return f;
+}
+
+Field model_key_field(const ModelKey& k) {
+  Field f{"model." + k.key, k.type, k.range, k.min, k.max, k.description, {}, {}, {}};
+  f.parse = [k](TrainConfig& cfg, const Ctx& c) { k.parse(cfg.model.values(), c); };
+  f.dump = [k](const TrainConfig& cfg) { return k.dump(cfg.model.values()); };
+  f.equal = [k](const TrainConfig& a, const TrainConfig& b) { return k.dump(a.model.values()) == k.dump(b.model.values()); };
+  return f;
+}
+
+// Every key of a config whose model is `model`, in the order of the docs and of dumps.
+const std::vector<Field>& fields(std::string_view model) {
+  static std::mutex mutex;
+  static std::map<std::string, std::vector<Field>, std::less<>> tables;
+  std::lock_guard lock(mutex);
+  if (const auto it = tables.find(model); it != tables.end()) return it->second;
+  const ModelSpec& spec = model_spec(model);
+  std::vector<Field> t{model_name_field(), model_preset_field(spec)};
+  for (const ModelKey& k : spec.keys) t.push_back(model_key_field(k));
+  t.insert(t.end(), base_fields().begin(), base_fields().end());
+  return tables.emplace(std::string(model), std::move(t)).first->second;
+}
+
 constexpr std::string_view kSections[] = {"model", "data", "optim", "schedule", "train"};
 
 const std::map<std::string, std::string>& section_summaries() {
   static const std::map<std::string, std::string> s{
-      {"model", "The network: a Vision Transformer."},
+      {"model", "The network: model.name picks a registered model; the other keys are that model's."},
       {"data", "The dataset, its preprocessing and the loader."},
       {"optim", "The optimizer."},
       {"schedule", "The learning-rate schedule (per step, in epochs of progress)."},
@@ -359,24 +338,25 @@ const std::map<std::string, std::string>& section_summaries() {
   return s;
 }
 
-const Field* find_field(std::string_view path) {
-  for (const Field& f : fields())
+const Field* find_field(std::string_view path, std::string_view model) {
+  for (const Field& f : fields(model))
     if (f.path == path) return &f;
   return nullptr;
 }
 
 // A map in the schema: a proper prefix of some key path ("data", "data.augment").
-bool is_map(std::string_view path) {
+bool is_map(std::string_view path, std::string_view model) {
   if (path.empty()) return true;
-  return std::any_of(fields().begin(), fields().end(), [&](const Field& f) {
+  const std::vector<Field>& all = fields(model);
+  return std::any_of(all.begin(), all.end(), [&](const Field& f) {
     return f.path.size() > path.size() && f.path.starts_with(path) && f.path[path.size()] == '.';
   });
 }
 
 // Direct children (keys and maps) of a map, in schema order.
-std::vector<std::string> children_of(std::string_view prefix) {
+std::vector<std::string> children_of(std::string_view prefix, std::string_view model) {
   std::vector<std::string> kids;
-  for (const Field& f : fields()) {
+  for (const Field& f : fields(model)) {
     if (!prefix.empty() && !(f.path.starts_with(prefix) && f.path.size() > prefix.size() &&
                              f.path[prefix.size()] == '.'))
       continue;
@@ -388,9 +368,9 @@ std::vector<std::string> children_of(std::string_view prefix) {
 }
 
 // Every key and map path, for suggestions.
-std::vector<std::string> all_paths() {
+std::vector<std::string> all_paths(std::string_view model) {
   std::vector<std::string> paths;
-  for (const Field& f : fields()) {
+  for (const Field& f : fields(model)) {
     const auto parts = split_path(f.path);
     std::string p;
     for (const std::string& part : parts) {
@@ -401,26 +381,25 @@ std::vector<std::string> all_paths() {
   return paths;
 }
 
-std::string unknown_key_message(std::string_view prefix, std::string_view key) {
+std::string unknown_key_message(std::string_view prefix, std::string_view key, std::string_view model) {
   const std::string what = prefix.empty() ? "section" : "key";
-  const std::vector<std::string> kids = children_of(prefix);
+  const std::vector<std::string> kids = children_of(prefix, model);
   if (const auto c = closest(key, kids))
     return fmt::format("unknown {}; did you mean {}?", what, join_path(prefix, *c));
   // The right key in the wrong place, e.g. `lr` under `train`.
-  for (const std::string& p : all_paths())
+  for (const std::string& p : all_paths(model))
     if (last_segment(p) == key) return fmt::format("unknown {}; did you mean {}?", what, p);
   return fmt::format("unknown {}; {} {}", what,
-                     prefix.empty() ? "the sections are" : fmt::format("the keys of {} are", prefix),
+                     prefix.empty()       ? "the sections are"
+                     : prefix == "model" ? fmt::format("the keys of {} are", model)
+                                         : fmt::format("the keys of {} are", prefix),
                      fmt::join(kids, ", "));
 }
 
 // ---------------------------------------------------------------- applying YAML to a config
 
-void apply_leaf(TrainConfig& cfg, const Field& field, const Ctx& ctx) {
-  field.parse(cfg, ctx);
-  // A preset replaces the whole model; keys given with it are applied after (see apply_map).
-  if (field.path == "model.preset" && cfg.model.preset) cfg.model = model_preset(*cfg.model.preset);
-}
+// The keys applied before the others of their section: they reset the model's keys.
+int apply_order(std::string_view path) { return path == "model.name" ? 0 : path == "model.preset" ? 1 : 2; }
 
 void apply_map(TrainConfig& cfg, const YAML::Node& node, const std::string& prefix,
                const Source& src, const YAML::Mark& mark) {
@@ -428,7 +407,8 @@ void apply_map(TrainConfig& cfg, const YAML::Node& node, const std::string& pref
   if (!node.IsMap()) {
     const Ctx c{src, prefix, node, mark};
     c.expected(prefix.empty() ? fmt::format("a map of sections ({})", fmt::join(kSections, ", "))
-                              : fmt::format("a map of settings ({})", fmt::join(children_of(prefix), ", ")));
+                              : fmt::format("a map of settings ({})",
+                                            fmt::join(children_of(prefix, cfg.model.name()), ", ")));
   }
   struct Entry {
     std::string key;
@@ -449,16 +429,17 @@ void apply_map(TrainConfig& cfg, const YAML::Node& node, const std::string& pref
                           it->second.column + 1));
     entries.push_back({key, kv.first, kv.second});
   }
-  // The preset first, so that the keys beside it override its values wherever they stand.
-  // (Two passes rather than a reorder: assigning a YAML::Node writes through to the document.)
-  for (const bool presets : {true, false})
+  // model.name, then model.preset, then the rest, so that the keys beside them override the
+  // values they set wherever they stand. (Passes rather than a reorder: assigning a
+  // YAML::Node writes through to the document.)
+  for (const int pass : {0, 1, 2})
     for (const Entry& e : entries) {
       const std::string path = join_path(prefix, e.key);
-      if ((path == "model.preset") != presets) continue;
+      if (apply_order(path) != pass) continue;
       const Ctx ctx{src, path, e.value, e.value.IsNull() ? e.key_node.Mark() : e.value.Mark()};
-      if (const Field* f = find_field(path)) apply_leaf(cfg, *f, ctx);
-      else if (is_map(path)) apply_map(cfg, e.value, path, src, ctx.mark);
-      else fail_at(src, e.key_node.Mark(), path, unknown_key_message(prefix, e.key));
+      if (const Field* f = find_field(path, cfg.model.name())) f->parse(cfg, ctx);
+      else if (is_map(path, cfg.model.name())) apply_map(cfg, e.value, path, src, ctx.mark);
+      else fail_at(src, e.key_node.Mark(), path, unknown_key_message(prefix, e.key, cfg.model.name()));
     }
 }
 
@@ -473,18 +454,19 @@ void apply_override(TrainConfig& cfg, const ConfigOverride& ov) {
     }
   }();
   const Ctx ctx{src, ov.path, value, nowhere};
-  if (const Field* f = find_field(ov.path)) {
-    apply_leaf(cfg, *f, ctx);
-  } else if (!ov.path.empty() && is_map(ov.path)) {
+  const std::string& model = cfg.model.name();
+  if (const Field* f = find_field(ov.path, model)) {
+    f->parse(cfg, ctx);
+  } else if (!ov.path.empty() && is_map(ov.path, model)) {
     apply_map(cfg, value, ov.path, src, nowhere);
   } else {
     const auto parts = split_path(ov.path);
     const std::string parent = ov.path.rfind('.') == std::string::npos
                                    ? std::string()
                                    : ov.path.substr(0, ov.path.rfind('.'));
-    const auto c = closest(ov.path, all_paths());
+    const auto c = closest(ov.path, all_paths(model));
     if (c) fail_at(src, nowhere, ov.path, fmt::format("unknown key; did you mean {}?", *c));
-    if (is_map(parent)) fail_at(src, nowhere, ov.path, unknown_key_message(parent, parts.back()));
+    if (is_map(parent, model)) fail_at(src, nowhere, ov.path, unknown_key_message(parent, parts.back(), model));
     fail_at(src, nowhere, ov.path, "unknown key");
   }
 }
@@ -508,10 +490,9 @@ ConfigOverride parse_override(std::string_view assignment) {
 
 void apply_overrides(TrainConfig& cfg, std::span<const ConfigOverride> overrides) {
   TrainConfig out = cfg;
-  for (const ConfigOverride& ov : overrides)
-    if (ov.path == "model.preset") apply_override(out, ov);
-  for (const ConfigOverride& ov : overrides)
-    if (ov.path != "model.preset") apply_override(out, ov);
+  for (const int pass : {0, 1, 2})
+    for (const ConfigOverride& ov : overrides)
+      if (apply_order(ov.path) == pass) apply_override(out, ov);
   cfg = std::move(out);
 }
 
@@ -528,6 +509,13 @@ void check_key_combinations(const TrainConfig& cfg, const Source& src) {
   if (s.name == ScheduleName::cosine && s.min_lr > cfg.optim.lr)
     fail_at(src, nowhere, "schedule.min_lr",
             fmt::format("{} exceeds the peak learning rate optim.lr = {}", s.min_lr, cfg.optim.lr));
+  if (const auto& validate = cfg.model.spec().validate) {
+    try {
+      validate(cfg.model.values());
+    } catch (const ConfigError& e) {
+      fail_at(src, nowhere, "", e.what());
+    }
+  }
 }
 
 }  // namespace
@@ -557,7 +545,7 @@ TrainConfig load_config(const std::filesystem::path& file, std::span<const Confi
 std::string dump_config(const TrainConfig& cfg) {
   std::string out = "# Tessera training config, fully resolved (keys: docs/config.md)\n";
   std::vector<std::string> open;  // the maps the previous key sat in
-  for (const Field& f : fields()) {
+  for (const Field& f : fields(cfg.model.name())) {
     const std::vector<std::string> parts = split_path(f.path);
     std::size_t common = 0;
     while (common < open.size() && common + 1 < parts.size() && open[common] == parts[common]) ++common;
@@ -573,13 +561,16 @@ std::string dump_config(const TrainConfig& cfg) {
 
 std::vector<ConfigDifference> diff_configs(const TrainConfig& left, const TrainConfig& right,
                                            std::string_view under) {
-  TESSERA_CHECK(under.empty() || find_field(under) || is_map(under), ConfigError,
-                "diff_configs: '{}' is not a config key or section{}", under,
-                did_you_mean(under, all_paths()));
+  const std::string& model = left.model.name();
+  TESSERA_CHECK(under.empty() || find_field(under, model) || is_map(under, model), ConfigError,
+                "diff_configs: '{}' is not a config key or section{}", under, did_you_mean(under, all_paths(model)));
+  // Two models have different keys: the name is their one difference there.
+  const bool same_model = model == right.model.name();
   std::vector<ConfigDifference> diffs;
-  for (const Field& f : fields()) {
+  for (const Field& f : fields(model)) {
     const bool inside = under.empty() || f.path == under ||
                         (f.path.starts_with(under) && f.path[under.size()] == '.');
+    if (!same_model && f.path.starts_with("model.") && f.path != "model.name") continue;
     if (inside && !f.equal(left, right)) diffs.push_back({f.path, f.dump(left), f.dump(right)});
   }
   return diffs;
@@ -612,61 +603,6 @@ std::string format_differences(const std::vector<ConfigDifference>& diffs) {
   return out;
 }
 
-ModelConfig model_preset(std::string_view name) {
-  const auto names = model_preset_names();
-  if (std::find(names.begin(), names.end(), name) == names.end())
-    throw ConfigError(fmt::format("model_preset: unknown preset '{}'; the presets are {}{}", name,
-                                  fmt::join(names, ", "), did_you_mean(name, names)));
-  ModelConfig m = from_vit_config(models::ViTConfig::preset(std::string(name)));
-  m.preset = std::string(name);
-  return m;
-}
-
-std::vector<std::string> model_preset_names() { return models::ViTConfig::preset_names(); }
-
-models::ViTConfig to_vit_config(const ModelConfig& m) {
-  models::ViTConfig c;
-  c.image_h = m.image_size[0];
-  c.image_w = m.image_size[1];
-  c.patch_size = m.patch_size;
-  c.channels = m.channels;
-  c.num_classes = m.num_classes;
-  c.dim = m.dim;
-  c.depth = m.depth;
-  c.heads = m.heads;
-  c.mlp_dim = m.mlp_dim;
-  c.pool = m.pool;
-  c.dropout = m.dropout;
-  c.emb_dropout = m.emb_dropout;
-  c.attn_dropout = m.attn_dropout;
-  c.drop_path = m.drop_path;
-  c.norm = m.norm;
-  c.pos_embed = m.pos_embed;
-  c.layer_norm_eps = m.layer_norm_eps;
-  return c;
-}
-
-ModelConfig from_vit_config(const models::ViTConfig& c) {
-  ModelConfig m;
-  m.image_size = {c.image_h, c.image_w};
-  m.patch_size = c.patch_size;
-  m.channels = c.channels;
-  m.num_classes = c.num_classes;
-  m.dim = c.dim;
-  m.depth = c.depth;
-  m.heads = c.heads;
-  m.mlp_dim = c.mlp_dim;
-  m.pool = c.pool;
-  m.dropout = c.dropout;
-  m.emb_dropout = c.emb_dropout;
-  m.attn_dropout = c.attn_dropout;
-  m.drop_path = c.drop_path;
-  m.norm = c.norm;
-  m.pos_embed = c.pos_embed;
-  m.layer_norm_eps = c.layer_norm_eps;
-  return m;
-}
-
 std::filesystem::path dataset_root(const DataConfig& data) {
   return data.root.empty() ? std::filesystem::path("data") / data.dataset : data.root;
 }
@@ -674,15 +610,21 @@ std::filesystem::path dataset_root(const DataConfig& data) {
 std::string_view to_string(OptimizerName v) { return name_of<OptimizerName>(kOptimizerNames, v); }
 std::string_view to_string(ScheduleName v) { return name_of<ScheduleName>(kScheduleNames, v); }
 
-const std::vector<ConfigKey>& config_schema() {
-  static const std::vector<ConfigKey> schema = [] {
-    const TrainConfig defaults;
-    std::vector<ConfigKey> keys;
-    for (const Field& f : fields())
-      keys.push_back({f.path, f.type, f.range, f.dump(defaults), f.description, f.low, f.high});
-    return keys;
-  }();
-  return schema;
+std::vector<ConfigKey> config_schema() {
+  // Every registered model's keys: model.name and the sections of the default model first.
+  std::vector<ConfigKey> keys;
+  std::set<std::string> seen;
+  for (const std::string& model : model_names()) {
+    TrainConfig defaults;
+    defaults.model = ModelConfig(model);
+    for (const Field& f : fields(model)) {
+      const bool of_model = f.path.starts_with("model.") && f.path != "model.name";
+      if (!of_model && !seen.insert(f.path).second) continue;  // the other sections, once
+      keys.push_back({f.path, f.type, f.range, f.dump(defaults), f.description, f.low, f.high,
+                      of_model ? model : std::string()});
+    }
+  }
+  return keys;
 }
 
 std::string config_reference_markdown() {
@@ -692,16 +634,28 @@ std::string config_reference_markdown() {
     for (const char c : s) out += c == '|' ? std::string("\\|") : std::string(1, c);
     return out;
   };
+  const auto table = [&](const std::vector<ConfigKey>& rows) {
+    std::string out = "| Key | Type | Default | Allowed | Meaning |\n|---|---|---|---|---|\n";
+    for (const ConfigKey& k : rows)
+      out += fmt::format("| `{}` | {} | `{}` | {} | {} |\n", k.path, cell(k.type), cell(k.default_value),
+                         k.range.empty() ? "" : cell(k.range), cell(k.description));
+    return out + "\n";
+  };
+  const std::vector<ConfigKey> schema = config_schema();
   std::string out;
   for (const std::string_view section : kSections) {
     out += fmt::format("### `{}`\n\n{}\n\n", section, section_summaries().at(std::string(section)));
-    out += "| Key | Type | Default | Allowed | Meaning |\n|---|---|---|---|---|\n";
-    for (const ConfigKey& k : config_schema()) {
-      if (!k.path.starts_with(section) || k.path[section.size()] != '.') continue;
-      out += fmt::format("| `{}` | {} | `{}` | {} | {} |\n", k.path, cell(k.type), cell(k.default_value),
-                         k.range.empty() ? "" : cell(k.range), cell(k.description));
+    std::vector<ConfigKey> rows;
+    for (const ConfigKey& k : schema)
+      if (k.path.starts_with(section) && k.path[section.size()] == '.' && k.model.empty()) rows.push_back(k);
+    out += table(rows);
+    if (section != "model") continue;
+    for (const std::string& model : model_names()) {
+      rows.clear();
+      for (const ConfigKey& k : schema)
+        if (k.model == model) rows.push_back(k);
+      out += fmt::format("#### `model.name: {}`\n\n{}\n\n", model, model_spec(model).summary) + table(rows);
     }
-    out += "\n";
   }
   return out;
 }

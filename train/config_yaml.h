@@ -205,4 +205,33 @@ struct RegisteredName {
   std::string dump(const std::string& v) const { return v; }
 };
 
+// Images up to 8192 pixels a side: far from any size's overflow.
+constexpr std::int64_t kMaxImageSide = 8192;
+
+struct ImageSize {
+  std::string type() const { return "int or [height, width]"; }
+  std::string range() const { return fmt::format("each 1 to {}", kMaxImageSide); }
+  void parse(const Ctx& c, std::array<std::int64_t, 2>& out) const {
+    constexpr Integer<std::int64_t> side{1, kMaxImageSide};
+    const auto wrong = [&] {
+      c.expected(fmt::format("an integer from 1 to {} or [height, width]", kMaxImageSide));
+    };
+    if (c.scalar()) {
+      const auto v = parse_integer<std::int64_t>(*c.scalar());
+      if (!v || *v < 1 || *v > kMaxImageSide) wrong();
+      out = {*v, *v};
+    } else if (c.node.IsDefined() && c.node.IsSequence()) {
+      if (c.node.size() != 2) wrong();
+      std::array<std::int64_t, 2> hw{};
+      for (std::size_t i = 0; i < 2; ++i) side.parse(c.item(i, c.node[i]), hw[i]);
+      out = hw;
+    } else {
+      wrong();
+    }
+  }
+  std::string dump(const std::array<std::int64_t, 2>& hw) const {
+    return hw[0] == hw[1] ? fmt::format("{}", hw[0]) : fmt::format("[{}, {}]", hw[0], hw[1]);
+  }
+};
+
 }  // namespace tessera::train::yaml_codec

@@ -4,8 +4,8 @@ namespace tessera::train {
 
 datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split,
                                   const std::vector<std::string>& classes) {
-  const ModelConfig& m = cfg.model;
-  const datasets::ImageShape want{m.channels, m.image_size[0], m.image_size[1]};
+  const ModelInput m = cfg.model.input();
+  const datasets::ImageShape want{m.channels, m.height, m.width};
   datasets::DatasetOptions opts;
   opts.limit = split == datasets::Split::train ? cfg.data.train_limit : cfg.data.test_limit;
   opts.classes = classes;
@@ -31,7 +31,7 @@ datasets::ChannelStats normalization(const TrainConfig& cfg, const datasets::Dat
   switch (n.mode) {
     case Normalize::Mode::none: return {};
     case Normalize::Mode::custom: {
-      const std::size_t c = static_cast<std::size_t>(cfg.model.channels);
+      const std::size_t c = static_cast<std::size_t>(cfg.model.input().channels);
       auto fit = [c](const std::vector<double>& v) { return v.size() == 1 ? std::vector<double>(c, v[0]) : v; };
       datasets::ChannelStats s{fit(n.mean), fit(n.stddev)};
       TESSERA_CHECK(s.mean.size() == c && s.std.size() == c, ConfigError,

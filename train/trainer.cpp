@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tessera/ops/cpu_info.h"
+#include "tessera/ops/ops.h"
 #include "tessera/optim/optim.h"
 #include "tessera/train/data.h"
 #include "tessera/train/memory.h"
@@ -31,10 +32,10 @@ void set_threads(int threads) {
   omp_set_num_threads(threads > 0 ? threads : omp_get_num_procs());
 }
 
-std::unique_ptr<models::ViT> build_model(const TrainConfig& cfg) {
+std::unique_ptr<nn::UnaryModule> build_model(const TrainConfig& cfg) {
   Generator init(cfg.train.seed);
   manual_seed(cfg.train.seed);
-  auto model = std::make_unique<models::ViT>(to_vit_config(cfg.model), init);
+  std::unique_ptr<nn::UnaryModule> model = cfg.model.spec().build(cfg.model.values(), init);
   if (!cfg.train.device.is_cpu()) model->to(cfg.train.device);
   return model;
 }
@@ -137,7 +138,7 @@ fs::path resolve_resume(const fs::path& p) {
 
 // Continues a run from a checkpoint: refuses another model or changed data, then loads
 // the weights, the optimizer state, the position and the random generator.
-void restore(const fs::path& from, const TrainConfig& cfg, CheckpointInfo& info, models::ViT& model,
+void restore(const fs::path& from, const TrainConfig& cfg, CheckpointInfo& info, nn::UnaryModule& model,
              optim::Optimizer& opt) {
   Checkpoint ck = load_checkpoint(from);
   const TrainConfig saved = load_config_string(ck.info.config_yaml, from.string() + " (config)");
@@ -168,7 +169,7 @@ void restore(const fs::path& from, const TrainConfig& cfg, CheckpointInfo& info,
 
 }  // namespace
 
-EvalResult evaluate(models::ViT& model, datasets::DataLoader& loader, Device device) {
+EvalResult evaluate(nn::UnaryModule& model, datasets::DataLoader& loader, Device device) {
   const bool was_training = model.is_training();
   model.eval();
   NoGradGuard no_grad;
@@ -200,16 +201,17 @@ void check_runnable(const TrainConfig& cfg) {
     const std::string why = bf16_unavailable_reason();
     TESSERA_CHECK(why.empty(), ConfigError, "train.precision: {}; train in f32 (train.precision: f32)", why);
   }
-  to_vit_config(cfg.model).validate();
+  if (const auto& validate = cfg.model.spec().validate) validate(cfg.model.values());
 }
 
 // Everything the run will hold at its peak, measured on the model itself (train/memory.h):
 // weights, optimizer moments, a training step or an evaluation (whichever is larger: the
 // allocator's cache is emptied between them), the datasets in memory and the loader's batches.
-void check_run_memory(const TrainConfig& cfg, models::ViT& model, const datasets::Dataset& train_set,
+void check_run_memory(const TrainConfig& cfg, nn::UnaryModule& model, const datasets::Dataset& train_set,
                       const datasets::Dataset& test_set) {
   if (!cfg.train.device.is_cpu()) return;  // the probe measures the CPU allocator
-  const datasets::ImageShape in{cfg.model.channels, cfg.model.image_size[0], cfg.model.image_size[1]};
+  const ModelInput m = cfg.model.input();
+  const datasets::ImageShape in{m.channels, m.height, m.width};
   const MemoryProbe p = [&] {
     try {
       return probe_memory(model, in.shape());
@@ -259,7 +261,7 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
   datasets::DataLoader train_loader = make_loader(cfg, train_set, stats, true);
   datasets::DataLoader test_loader = make_loader(cfg, test_set, stats, false);
 
-  std::unique_ptr<models::ViT> model = [&] {
+  std::unique_ptr<nn::UnaryModule> model = [&] {
     try {
       return build_model(cfg);
     } catch (const DeviceError& e) {
@@ -303,8 +305,8 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
                     log.get());
   if (!resumed.empty()) progress.line(resumed);
   progress.line(fmt::format("cpu: {}", cpu_summary()));
-  progress.line(fmt::format("model: ViT, {} parameters; data: {} ({} train / {} test images); {} steps per epoch",
-                            model->num_parameters(), cfg.data.dataset, train_set->size(), test_set->size(),
+  progress.line(fmt::format("model: {}, {} parameters; data: {} ({} train / {} test images); {} steps per epoch",
+                            cfg.model.name(), model->num_parameters(), cfg.data.dataset, train_set->size(), test_set->size(),
                             steps_per_epoch));
 
   TrainResult result;

@@ -23,6 +23,11 @@ Tensor input(const Shape& shape, std::uint64_t seed, double low, double high, bo
 
 Tensor as_f32(const Tensor& t) { return t.detach().to(DType::f32); }
 
+models::ViTConfig& vit(train::ModelConfig& model) { return model.as<models::ViTConfig>(); }
+const models::ViTConfig& vit(const train::ModelConfig& model) { return model.as<models::ViTConfig>(); }
+models::ViTConfig& vit(train::TrainConfig& cfg) { return vit(cfg.model); }
+const models::ViTConfig& vit(const train::TrainConfig& cfg) { return vit(cfg.model); }
+
 const std::vector<UnaryCase>& unary_cases() {
   static const std::vector<UnaryCase> cases = {
 #define TESSERA_UNARY_CASE(name, api, fwd, bwd, params, value, derivative, test) \

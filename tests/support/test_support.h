@@ -8,7 +8,9 @@
 #include <boost/test/unit_test.hpp>
 
 #include "tessera/autograd/gradcheck.h"
+#include "tessera/models/vit.h"
 #include "tessera/ops/ops.h"
+#include "tessera/train/config.h"
 
 namespace tessera::test {
 
@@ -53,6 +55,12 @@ struct UnaryCase {
 const std::vector<UnaryCase>& unary_cases();
 // f64 input for a case (requires_grad set), from a fixed seed.
 Tensor unary_input(const UnaryCase& c, const Shape& shape, std::uint64_t seed);
+
+// The ViT config inside a config's model section (the default model, model.name: vit).
+models::ViTConfig& vit(train::TrainConfig& cfg);
+const models::ViTConfig& vit(const train::TrainConfig& cfg);
+models::ViTConfig& vit(train::ModelConfig& model);
+const models::ViTConfig& vit(const train::ModelConfig& model);
 
 // A fresh empty directory under the build tree, removed when the object dies.
 class TempDir {

@@ -13,40 +13,12 @@
 #include <vector>
 
 #include "tessera/autograd/dtype.h"
-#include "tessera/models/vit.h"
+#include "tessera/train/model_registry.h"
 
 namespace tessera::train {
 
-// ---------------------------------------------------------------- model
-
-// The model's own choices (models/vit.h, nn/transformer.h).
-using models::Pool;
-using models::PosEmbed;
-using nn::NormPlacement;
-
-struct ModelConfig {
-  // The preset the values started from (recorded so a dump says where they came from).
-  // Applying a preset replaces every model key; explicit keys given with it win.
-  std::optional<std::string> preset;
-  std::array<std::int64_t, 2> image_size{28, 28};  // {height, width}
-  std::int64_t patch_size = 4;
-  std::int64_t channels = 1;
-  std::int64_t num_classes = 10;
-  std::int64_t dim = 64;
-  std::int64_t depth = 6;
-  std::int64_t heads = 4;
-  std::int64_t mlp_dim = 128;
-  Pool pool = Pool::cls;
-  double dropout = 0.0;
-  double emb_dropout = 0.0;
-  double attn_dropout = 0.0;
-  double drop_path = 0.0;
-  NormPlacement norm = NormPlacement::pre;
-  PosEmbed pos_embed = PosEmbed::learned;
-  double layer_norm_eps = 1e-6;
-
-  friend bool operator==(const ModelConfig&, const ModelConfig&) = default;
-};
+// The model section is the model's own: train::ModelConfig (model_registry.h) holds the
+// registered model's name and config struct.
 
 // ---------------------------------------------------------------- data
 
@@ -204,14 +176,6 @@ std::string format_differences(const std::vector<ConfigDifference>& diffs);
 
 // ---------------------------------------------------------------- presets and helpers
 
-// The model of a named preset (vit-tiny/16, vit-small/16, vit-base/16, seed-mnist), with
-// `preset` set. Throws ConfigError for an unknown name.
-ModelConfig model_preset(std::string_view name);
-std::vector<std::string> model_preset_names();
-// The model section as the model's own config, and back (preset aside).
-models::ViTConfig to_vit_config(const ModelConfig& m);
-ModelConfig from_vit_config(const models::ViTConfig& c);
-
 // The dataset directory: data.root, or data/<dataset> when root is empty.
 std::filesystem::path dataset_root(const DataConfig& data);
 
@@ -229,9 +193,11 @@ struct ConfigKey {
   std::string default_value;  // YAML flow text of TrainConfig{}'s value
   std::string description;
   std::optional<double> min, max;  // the bounds of a number (int or float) key
+  std::string model;               // for a model's key: the model it belongs to (model.name)
 };
 
-const std::vector<ConfigKey>& config_schema();
+// Every key of the config, each registered model's keys included.
+std::vector<ConfigKey> config_schema();
 
 // The key reference (one Markdown table per section) that docs/config.md embeds between
 // the markers <!-- BEGIN CONFIG KEYS --> and <!-- END CONFIG KEYS -->.

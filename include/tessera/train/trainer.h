@@ -10,7 +10,6 @@
 #include <optional>
 
 #include "tessera/datasets/loader.h"
-#include "tessera/models/vit.h"
 #include "tessera/train/checkpoint.h"
 #include "tessera/train/config.h"
 
@@ -54,10 +53,10 @@ struct EvalResult {
 };
 
 // Evaluates in eval mode without recording: mean loss and top-1 accuracy over the loader.
-EvalResult evaluate(models::ViT& model, datasets::DataLoader& loader, Device device);
+EvalResult evaluate(nn::UnaryModule& model, datasets::DataLoader& loader, Device device);
 
 // The model a config describes, on its device, seeded by train.seed.
-std::unique_ptr<models::ViT> build_model(const TrainConfig& cfg);
+std::unique_ptr<nn::UnaryModule> build_model(const TrainConfig& cfg);
 
 // Applies train.threads (0: all cores) to OpenMP and oneDNN.
 void set_threads(int threads);
