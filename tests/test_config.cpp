@@ -256,9 +256,9 @@ BOOST_AUTO_TEST_CASE(unknown_presets_and_models_are_errors) {
              "config.yaml:2:11: model.preset: expected a preset of vit (vit-tiny/16, vit-small/16, "
              "vit-base/16, seed-mnist) or null, got \"vit-tiny/32\" (did you mean vit-tiny/16?)");
   BOOST_TEST(contains(config_error([] { ModelConfig().apply_preset("vit-huge/14"); }),
-                      "model.preset: vit has no preset 'vit-huge/14'"));
+                      "model.preset: vit has no preset \"vit-huge/14\""));
   BOOST_TEST(load_error("model:\n  name: vitt\n") ==
-             "config.yaml:2:9: model.name: expected one of " + fmt::format("{}", fmt::join(model_names(), ", ")) +
+             "config.yaml:2:9: model.name: expected one of " + fmt::format("{}", fmt::join(models::model_names(), ", ")) +
                  ", got \"vitt\" (did you mean vit?)");
   // A key of another model is unknown to this one, and the message lists this one's.
   BOOST_TEST(contains(load_error("model:\n  name: vit\n  widths: [8]\n"), "model.widths: unknown key"));

@@ -188,7 +188,7 @@ BOOST_AUTO_TEST_CASE(a_dataset_of_ones_own_is_one_registration_away_from_a_confi
          return std::make_shared<datasets::InMemoryDataset>(
              datasets::InMemoryDataset::Info{"stripes", {1, 8, 8}, 4}, std::move(pixels), std::move(labels));
        }});
-  BOOST_CHECK_THROW(datasets::register_dataset({.name = "Stripes", .open = nullptr}), ConfigError);
+  BOOST_CHECK_THROW(datasets::register_dataset({.name = "Stripes", .summary = "", .open = nullptr}), ConfigError);
   test::TempDir dir("train_own_dataset");
   tt::TrainConfig cfg = tt::load_config_string(fmt::format(R"(
 model: {{image_size: 8, patch_size: 4, num_classes: 4, dim: 16, depth: 1, heads: 2, mlp_dim: 16}}

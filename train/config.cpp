@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <yaml-cpp/yaml.h>
 
 #include "tessera/autograd/error.h"
@@ -213,11 +214,11 @@ const std::vector<Field>& base_fields() {
     add(TESSERA_CONFIG_KEY(data.root, Path{}, "Dataset directory; empty means data/ and the dataset name (data/mnist, data/cifar10, ...)."));
     add(TESSERA_CONFIG_KEY(data.normalize, NormalizeCodec{},
         "Per-channel normalization: auto (the dataset's standard mean and std), none, or explicit values."));
-    add(TESSERA_CONFIG_KEY(data.augment.random_crop_padding, I64{0, kMaxImageSide},
+    add(TESSERA_CONFIG_KEY(data.augment.random_crop_padding, I64{0, models::kMaxImageSide},
         "Pad training images by this many pixels and crop back at a random offset (0 = off)."));
     add(TESSERA_CONFIG_KEY(data.augment.horizontal_flip, Boolean{},
         "Flip training images left-right with probability 0.5."));
-    add(TESSERA_CONFIG_KEY(data.augment.random_shift, I64{0, kMaxImageSide},
+    add(TESSERA_CONFIG_KEY(data.augment.random_shift, I64{0, models::kMaxImageSide},
         "Translate training images by up to this many pixels, filling with zeros (0 = off)."));
     add(TESSERA_CONFIG_KEY(data.train_limit, I64{0, kMaxSamples}, "Train on the first N training samples only (0 = all)."));
     add(TESSERA_CONFIG_KEY(data.test_limit, I64{0, kMaxSamples}, "Evaluate on the first N test samples only (0 = all)."));
@@ -273,7 +274,7 @@ const std::vector<Field>& base_fields() {
 // model.name resets the section to that model's defaults, so it is applied before the other
 // keys of the section (see apply_map), as the preset is.
 Field model_name_field() {
-  const RegisteredName codec{model_names};
+  const RegisteredName codec{models::model_names};
   Field f{"model.name", codec.type(), codec.range(), std::nullopt, std::nullopt,
           "The model: a registered name (the built-in ones below, or one a program registers).", {}, {}, {}};
   f.parse = [codec](TrainConfig& cfg, const Ctx& c) {
@@ -286,7 +287,7 @@ Field model_name_field() {
   return f;
 }
 
-Field model_preset_field(const ModelSpec& spec) {
+Field model_preset_field(const models::ModelSpec& spec) {
   std::vector<std::string> names;
   for (const auto& [n, v] : spec.presets) names.push_back(n);
   Field f{"model.preset", "string or null", names.empty() ? "" : fmt::format("{}", fmt::join(names, " | ")),
@@ -305,12 +306,35 @@ Field model_preset_field(const ModelSpec& spec) {
   return f;
 }
 
-Field model_key_field(const ModelKey& k) {
-  Field f{"model." + k.key, k.type, k.range, k.min, k.max, k.description, {}, {}, {}};
-  f.parse = [k](TrainConfig& cfg, const Ctx& c) { k.parse(cfg.model.values(), c); };
-  f.dump = [k](const TrainConfig& cfg) { return k.dump(cfg.model.values()); };
-  f.equal = [k](const TrainConfig& a, const TrainConfig& b) { return k.dump(a.model.values()) == k.dump(b.model.values()); };
+// A model key read and written through the codec of its kind; the value travels as the
+// registry's KeyValue holding a T.
+template <class T, class Codec>
+Field model_field(const models::ModelKey& k, Codec codec) {
+  Field f{"model." + k.key, codec.type(), codec.range(), std::nullopt, std::nullopt, k.description, {}, {}, {}};
+  if constexpr (requires { codec.min; }) f.low = static_cast<double>(codec.min), f.high = static_cast<double>(codec.max);
+  if constexpr (requires { codec.low; }) f.low = codec.low, f.high = codec.high;
+  f.parse = [k, codec](TrainConfig& cfg, const Ctx& c) {
+    T value = std::get<T>(k.get(cfg.model.values()));
+    codec.parse(c, value);
+    k.set(cfg.model.values(), models::KeyValue(value));
+  };
+  f.dump = [k, codec](const TrainConfig& cfg) { return codec.dump(std::get<T>(k.get(cfg.model.values()))); };
+  f.equal = [k](const TrainConfig& a, const TrainConfig& b) {
+    return k.get(a.model.values()) == k.get(b.model.values());
+  };
   return f;
+}
+
+Field model_key_field(const models::ModelKey& k) {
+  using Kind = models::ModelKey::Kind;
+  switch (k.kind) {
+    case Kind::integer: return model_field<std::int64_t>(k, Integer<std::int64_t>{k.int_min, k.int_max});
+    case Kind::number: return model_field<double>(k, Number{k.low, !k.low_open, k.high, !k.high_open});
+    case Kind::boolean: return model_field<bool>(k, Boolean{});
+    case Kind::choice: return model_field<std::string>(k, OneOf{k.choices});
+    case Kind::image_size: return model_field<models::ImageSide>(k, ImageSize{k.int_min, k.int_max});
+  }
+  throw ConfigError(fmt::format("model.{}: a key of unknown kind", k.key));
 }
 
 // Every key of a config whose model is `model`, in the order of the docs and of dumps.
@@ -319,9 +343,9 @@ const std::vector<Field>& fields(std::string_view model) {
   static std::map<std::string, std::vector<Field>, std::less<>> tables;
   std::lock_guard lock(mutex);
   if (const auto it = tables.find(model); it != tables.end()) return it->second;
-  const ModelSpec& spec = model_spec(model);
+  const models::ModelSpec& spec = models::model_spec(model);
   std::vector<Field> t{model_name_field(), model_preset_field(spec)};
-  for (const ModelKey& k : spec.keys) t.push_back(model_key_field(k));
+  for (const models::ModelKey& k : spec.keys) t.push_back(model_key_field(k));
   t.insert(t.end(), base_fields().begin(), base_fields().end());
   return tables.emplace(std::string(model), std::move(t)).first->second;
 }
@@ -475,6 +499,32 @@ void apply_override(TrainConfig& cfg, const ConfigOverride& ov) {
 
 // ---------------------------------------------------------------- public API
 
+ModelConfig::ModelConfig() : ModelConfig("vit") {}
+
+ModelConfig::ModelConfig(std::string_view model) : name_(model), values_(models::model_spec(model).defaults) {}
+
+void ModelConfig::apply_preset(std::string_view preset_name) {
+  const models::ModelSpec& s = spec();
+  for (const auto& [n, values] : s.presets)
+    if (n == preset_name) {
+      values_ = values;
+      preset = n;
+      return;
+    }
+  std::vector<std::string> names;
+  for (const auto& [n, v] : s.presets) names.push_back(n);
+  throw ConfigError(fmt::format("model.preset: {} has no preset {}; its presets are {}{}", name_, echoed(preset_name),
+                                names.empty() ? std::string("none") : fmt::format("{}", fmt::join(names, ", ")),
+                                did_you_mean(preset_name, names)));
+}
+
+bool operator==(const ModelConfig& a, const ModelConfig& b) {
+  if (a.name_ != b.name_ || a.preset != b.preset) return false;
+  for (const models::ModelKey& k : a.spec().keys)
+    if (k.get(a.values_) != k.get(b.values_)) return false;
+  return true;
+}
+
 ConfigOverride parse_override(std::string_view assignment) {
   const std::size_t eq = assignment.find('=');
   const auto trim = [](std::string_view s) {
@@ -614,7 +664,7 @@ std::vector<ConfigKey> config_schema() {
   // Every registered model's keys: model.name and the sections of the default model first.
   std::vector<ConfigKey> keys;
   std::set<std::string> seen;
-  for (const std::string& model : model_names()) {
+  for (const std::string& model : models::model_names()) {
     TrainConfig defaults;
     defaults.model = ModelConfig(model);
     for (const Field& f : fields(model)) {
@@ -650,11 +700,11 @@ std::string config_reference_markdown() {
       if (k.path.starts_with(section) && k.path[section.size()] == '.' && k.model.empty()) rows.push_back(k);
     out += table(rows);
     if (section != "model") continue;
-    for (const std::string& model : model_names()) {
+    for (const std::string& model : models::model_names()) {
       rows.clear();
       for (const ConfigKey& k : schema)
         if (k.model == model) rows.push_back(k);
-      out += fmt::format("#### `model.name: {}`\n\n{}\n\n", model, model_spec(model).summary) + table(rows);
+      out += fmt::format("#### `model.name: {}`\n\n{}\n\n", model, models::model_spec(model).summary) + table(rows);
     }
   }
   return out;

@@ -4,7 +4,10 @@
 // loader. train/config.cpp builds the schema on them. Private to train/.
 #pragma once
 
+#include <algorithm>
+#include <array>
 #include <charconv>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <span>
@@ -205,20 +208,33 @@ struct RegisteredName {
   std::string dump(const std::string& v) const { return v; }
 };
 
-// Images up to 8192 pixels a side: far from any size's overflow.
-constexpr std::int64_t kMaxImageSide = 8192;
+// One of a fixed list of names (a model's choice keys).
+struct OneOf {
+  std::vector<std::string> names;
+  std::string type() const { return "string"; }
+  std::string range() const { return fmt::format("{}", fmt::join(names, " | ")); }
+  void parse(const Ctx& c, std::string& out) const {
+    if (const std::string* s = c.scalar(); s && std::find(names.begin(), names.end(), *s) != names.end()) {
+      out = *s;
+      return;
+    }
+    c.fail(fmt::format("expected one of {}, got {}{}", fmt::join(names, ", "), describe(c.node),
+                       c.scalar() ? did_you_mean(*c.scalar(), names) : ""));
+  }
+  std::string dump(const std::string& v) const { return v; }
+};
 
+// An int (a square image) or [height, width], each side from min to max.
 struct ImageSize {
+  std::int64_t min, max;
   std::string type() const { return "int or [height, width]"; }
-  std::string range() const { return fmt::format("each 1 to {}", kMaxImageSide); }
+  std::string range() const { return fmt::format("each {} to {}", min, max); }
   void parse(const Ctx& c, std::array<std::int64_t, 2>& out) const {
-    constexpr Integer<std::int64_t> side{1, kMaxImageSide};
-    const auto wrong = [&] {
-      c.expected(fmt::format("an integer from 1 to {} or [height, width]", kMaxImageSide));
-    };
+    const Integer<std::int64_t> side{min, max};
+    const auto wrong = [&] { c.expected(fmt::format("an integer from {} to {} or [height, width]", min, max)); };
     if (c.scalar()) {
       const auto v = parse_integer<std::int64_t>(*c.scalar());
-      if (!v || *v < 1 || *v > kMaxImageSide) wrong();
+      if (!v || *v < min || *v > max) wrong();
       out = {*v, *v};
     } else if (c.node.IsDefined() && c.node.IsSequence()) {
       if (c.node.size() != 2) wrong();

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "tessera/models/registry.h"
 #include "tessera/nn/transformer.h"
 
 namespace tessera::models {
@@ -69,5 +70,8 @@ class ViT : public nn::UnaryModule {
  private:
   nn::UnaryModule& make_norm(const ViTConfig& c);
 };
+
+// The ViT's entry in the model registry (model.name: vit): its config section, presets and builder.
+ModelSpec vit_model_spec();
 
 }  // namespace tessera::models

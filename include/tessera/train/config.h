@@ -3,6 +3,7 @@
 // that also generates docs/config.md.
 #pragma once
 
+#include <any>
 #include <array>
 #include <cstdint>
 #include <filesystem>
@@ -13,12 +14,40 @@
 #include <vector>
 
 #include "tessera/autograd/dtype.h"
-#include "tessera/train/model_registry.h"
+#include "tessera/models/registry.h"
 
 namespace tessera::train {
 
-// The model section is the model's own: train::ModelConfig (model_registry.h) holds the
-// registered model's name and config struct.
+// ---------------------------------------------------------------- model
+
+using models::ModelInput;
+
+// The model section: a registered model's name (models/registry.h), the preset it started
+// from, and the model's own config struct with every key's value.
+class ModelConfig {
+ public:
+  ModelConfig();                                 // the default model, vit, with its defaults
+  explicit ModelConfig(std::string_view model);  // a registered model with its defaults
+  const std::string& name() const { return name_; }
+  const models::ModelSpec& spec() const { return models::model_spec(name_); }
+  // The model's own config struct (std::bad_any_cast for another model's).
+  template <class C> C& as() { return std::any_cast<C&>(values_); }
+  template <class C> const C& as() const { return std::any_cast<const C&>(values_); }
+  std::any& values() { return values_; }
+  const std::any& values() const { return values_; }
+  ModelInput input() const { return spec().input(values_); }
+  // Replaces every key by the preset's value; ConfigError for an unknown preset.
+  void apply_preset(std::string_view preset_name);
+
+  std::optional<std::string> preset;  // recorded so a dump says where the values came from
+
+  // Same model, same preset and the same value for every key.
+  friend bool operator==(const ModelConfig& a, const ModelConfig& b);
+
+ private:
+  std::string name_;
+  std::any values_;
+};
 
 // ---------------------------------------------------------------- data
 
