@@ -363,6 +363,13 @@ double max_abs_diff(const Tensor& a, const Tensor& b) {
   return worst;
 }
 
+std::int64_t count_non_finite(const Tensor& t) {
+  if (!is_floating(t.dtype())) return 0;
+  std::int64_t bad = 0;
+  for (const double v : t.to(DType::f64).to_vector<double>()) bad += !std::isfinite(v);
+  return bad;
+}
+
 bool allclose(const Tensor& a, const Tensor& b, double rtol, double atol) {
   if (a.shape() != b.shape()) return false;
   const Tensor ca = a.detach().cpu(), cb = b.detach().cpu();

@@ -1,8 +1,11 @@
 #include "tessera/nn/module.h"
 
 #include <algorithm>
+#include <cmath>
+#include <exception>
 #include <set>
 
+#include "tessera/autograd/safetensors.h"
 #include "tessera/autograd/tape.h"
 
 namespace tessera::nn {
@@ -113,26 +116,25 @@ void Module::load_state_dict(const NamedTensors& state) {
   const NamedTensors mine = state_dict();
   std::map<std::string, const Tensor*> given;
   for (const auto& [n, t] : state) given[n] = &t;
-  std::vector<std::string> problems;
+  std::vector<std::string> missing, unexpected, misshaped;
   std::set<std::string> known;
   for (const auto& [n, t] : mine) {
     known.insert(n);
     auto it = given.find(n);
-    if (it == given.end()) problems.push_back(fmt::format("missing {}", n));
+    if (it == given.end()) missing.push_back(n);
     else if (it->second->shape() != t.shape())
-      problems.push_back(fmt::format("{}: shape {} in the state, {} in the model", n,
-                                     shape_str(it->second->shape()), shape_str(t.shape())));
+      misshaped.push_back(fmt::format("{} {} in the state, {} in the model", n, shape_str(it->second->shape()),
+                                      shape_str(t.shape())));
   }
   for (const auto& [n, t] : state)
-    if (!known.count(n)) problems.push_back(fmt::format("unexpected {}", n));
-  constexpr std::size_t kShown = 12;
-  const std::size_t count = problems.size();
-  if (count > kShown) {
-    problems.resize(kShown);
-    problems.push_back(fmt::format("and {} more", count - kShown));
-  }
-  TESSERA_CHECK(count == 0, ShapeError, "load_state_dict: {} does not match the state ({} problem{}): {}",
-                type_name(), count, count == 1 ? "" : "s", fmt::join(problems, "; "));
+    if (!known.count(n)) unexpected.push_back(n);
+  // Every name, however many: the unexpected ones are often the clue (a prefix, another model).
+  std::vector<std::string> parts;
+  for (const auto& [what, list] : {std::pair{"missing", &missing}, {"unexpected", &unexpected},
+                                   {"mis-shaped", &misshaped}})
+    if (!list->empty()) parts.push_back(fmt::format("{} ({}): {}", what, list->size(), fmt::join(*list, ", ")));
+  TESSERA_CHECK(parts.empty(), ShapeError, "load_state_dict: {} does not match the state: {}", type_name(),
+                fmt::join(parts, "; "));
   NoGradGuard no_grad;
   for (const auto& [n, t] : mine) {
     const Tensor& src = *given[n];
@@ -153,10 +155,96 @@ void Module::to(DType dtype) {
     if (t.dtype() != dtype) replace_in_place(t, t.detach().to(dtype));
 }
 
+namespace {
+
+// The module an error in flight was raised in (the innermost operator() it left) and how many
+// operator() calls deep this thread is: the outermost one names the module in the message.
+struct ForwardTrace {
+  int depth = 0;
+  std::exception_ptr error;
+  const Module* raiser = nullptr;
+};
+thread_local ForwardTrace t_forward;
+
+// The dotted path from `root` down to `target` ("blocks.3.attn.qkv"); false when not below.
+bool path_to(const Module& root, const Module* target, std::string& path) {
+  for (const auto& [name, child] : root.children()) {
+    if (child.get() == target) {
+      path = name;
+      return true;
+    }
+    std::string rest;
+    if (path_to(*child, target, rest)) {
+      path = name + "." + rest;
+      return true;
+    }
+  }
+  return false;
+}
+
+// The same error type with `prefix` before its message.
+[[noreturn]] void rethrow_prefixed(const Error& e, const std::string& prefix) {
+  const std::string m = prefix + e.what();
+  if (dynamic_cast<const ShapeError*>(&e)) throw ShapeError(m);
+  if (dynamic_cast<const DTypeError*>(&e)) throw DTypeError(m);
+  if (dynamic_cast<const DeviceError*>(&e)) throw DeviceError(m);
+  if (dynamic_cast<const AutogradError*>(&e)) throw AutogradError(m);
+  if (dynamic_cast<const ConfigError*>(&e)) throw ConfigError(m);
+  if (dynamic_cast<const DataError*>(&e)) throw DataError(m);
+  if (dynamic_cast<const IoError*>(&e)) throw IoError(m);
+  throw Error(m);
+}
+
+}  // namespace
+
 Tensor UnaryModule::operator()(const Tensor& x) {
-  Tensor y = forward(x);
+  ForwardTrace& trace = t_forward;
+  Tensor y;
+  ++trace.depth;
+  try {
+    y = forward(x);
+  } catch (const Error& e) {
+    --trace.depth;
+    if (trace.error != std::current_exception()) trace.error = std::current_exception(), trace.raiser = this;
+    if (trace.depth > 0) throw;
+    const Module* raiser = std::exchange(trace.raiser, nullptr);
+    trace.error = nullptr;
+    std::string path;
+    if (raiser != this && path_to(*this, raiser, path)) rethrow_prefixed(e, fmt::format("{} ({}): ", path, raiser->type_name()));
+    throw;
+  } catch (...) {
+    if (--trace.depth == 0) trace.error = nullptr, trace.raiser = nullptr;
+    throw;
+  }
+  --trace.depth;
   note_output(*this, y);
   return y;
+}
+
+void save(const Module& module, const std::filesystem::path& path, const std::map<std::string, std::string>& metadata) {
+  io::TensorMap tensors;
+  for (const auto& [name, t] : module.state_dict()) tensors.emplace(name, t);
+  io::save_safetensors(path, tensors, metadata);
+}
+
+std::map<std::string, std::string> load(Module& module, const std::filesystem::path& path) {
+  io::SafetensorsFile file = io::load_safetensors(path);
+  std::set<std::string> mine;
+  for (const auto& [name, t] : module.state_dict()) mine.insert(name);
+  NamedTensors state;
+  for (auto& [name, t] : file.tensors) {
+    if (name.starts_with("optim.") && !mine.count(name)) continue;  // a checkpoint's optimizer state
+    const std::int64_t bad = count_non_finite(t);
+    TESSERA_CHECK(bad == 0, IoError, "nn::load: '{}': tensor {} holds {} non-finite value{}", path.string(), name, bad,
+                  bad == 1 ? "" : "s");
+    state.emplace_back(name, std::move(t));
+  }
+  try {
+    module.load_state_dict(state);
+  } catch (const ShapeError& e) {
+    throw ShapeError(fmt::format("nn::load: '{}': {}", path.string(), e.what()));
+  }
+  return file.metadata;
 }
 
 void note_output(const Module& m, const Tensor& output) {

@@ -9,9 +9,13 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Conv2dOption
   detail::check_float("conv2d", x, "x");
   detail::check_float("conv2d", w, "weight");
   detail::check_compatible("conv2d", x, w);
-  TESSERA_CHECK(x.dim() == 4 && w.dim() == 4 && x.size(1) == w.size(1), ShapeError,
-                "conv2d: x {} must be (B, C, H, W) and weight {} (O, C, KH, KW) with the same C",
-                shape_str(x.shape()), shape_str(w.shape()));
+  TESSERA_CHECK(x.dim() == 4, ShapeError, "conv2d: expected a 4-D input (B, C, H, W), got x {} ({}-D)",
+                shape_str(x.shape()), x.dim());
+  TESSERA_CHECK(w.dim() == 4, ShapeError, "conv2d: expected a 4-D weight (O, C, KH, KW), got {} ({}-D)",
+                shape_str(w.shape()), w.dim());
+  TESSERA_CHECK(x.size(1) == w.size(1), ShapeError,
+                "conv2d: x {} has {} channels but weight {} expects {}", shape_str(x.shape()), x.size(1),
+                shape_str(w.shape()), w.size(1));
   TESSERA_CHECK(o.stride_h > 0 && o.stride_w > 0 && o.pad_h >= 0 && o.pad_w >= 0, ShapeError,
                 "conv2d: stride ({}, {}) must be positive and padding ({}, {}) non-negative",
                 o.stride_h, o.stride_w, o.pad_h, o.pad_w);

@@ -2,6 +2,7 @@
 // small hand-computed examples.
 #include <cmath>
 
+#include "tessera/autograd/safetensors.h"
 #include "tessera/nn/attention.h"
 #include "tessera/nn/transformer.h"
 #include "support/test_support.h"
@@ -83,10 +84,115 @@ BOOST_AUTO_TEST_CASE(load_state_dict_copies_in_place_and_lists_every_mismatch) {
     b.load_state_dict(bad);
     BOOST_ERROR("no error");
   } catch (const ShapeError& e) {
+    BOOST_TEST(std::string(e.what()) ==
+               "load_state_dict: Tiny does not match the state: missing (1): scale; unexpected (1): extra; "
+               "mis-shaped (1): fc.weight (9,9) in the state, (3,4) in the model");
+  }
+  // Every name, however many: 40 unexpected ones are all listed.
+  nn::NamedTensors many = a.state_dict();
+  for (int i = 0; i < 40; ++i) many.emplace_back(fmt::format("head{}.weight", i), zeros({1}));
+  try {
+    b.load_state_dict(many);
+    BOOST_ERROR("no error");
+  } catch (const ShapeError& e) {
     const std::string w = e.what();
-    BOOST_TEST(w.find("missing scale") != std::string::npos);
-    BOOST_TEST(w.find("unexpected extra") != std::string::npos);
-    BOOST_TEST(w.find("fc.weight: shape (9,9)") != std::string::npos);
+    BOOST_TEST(w.find("unexpected (40): head0.weight, ") != std::string::npos);
+    BOOST_TEST(w.find("head39.weight") != std::string::npos);
+    BOOST_TEST(w.find("more") == std::string::npos);
+  }
+}
+
+BOOST_AUTO_TEST_CASE(save_and_load_round_trip_and_refuse_what_does_not_fit) {
+  test::TempDir dir("nn_save");
+  Tiny a, b;
+  a.fc.weight.fill_(0.25);
+  nn::save(a, dir.path() / "tiny.safetensors", {{"note", "hello"}});
+  const auto meta = nn::load(b, dir.path() / "tiny.safetensors");
+  BOOST_TEST(meta.at("note") == "hello");
+  for (std::size_t i = 0; i < a.state_dict().size(); ++i)
+    BOOST_TEST(allclose(b.state_dict()[i].second, a.state_dict()[i].second, 0, 0));
+
+  // Another model's file: every name that differs is named, with the file.
+  nn::Sequential other;
+  other.push_back(nn::Linear(4, 3));
+  nn::save(other, dir.path() / "other.safetensors");
+  try {
+    nn::load(b, dir.path() / "other.safetensors");
+    BOOST_ERROR("no error");
+  } catch (const ShapeError& e) {
+    const std::string w = e.what();
+    BOOST_TEST(w.find("other.safetensors") != std::string::npos);
+    BOOST_TEST(w.find("missing (6): scale, offset, fc.weight, fc.bias, norm.weight, norm.bias") != std::string::npos);
+    BOOST_TEST(w.find("unexpected (2): 0.bias, 0.weight") != std::string::npos);
+  }
+
+  // Non-finite values are refused by name, and the module keeps its weights.
+  a.norm.weight.fill_(std::nan(""));
+  nn::save(a, dir.path() / "nan.safetensors");
+  try {
+    nn::load(b, dir.path() / "nan.safetensors");
+    BOOST_ERROR("no error");
+  } catch (const IoError& e) {
+    BOOST_TEST(std::string(e.what()).find("tensor norm.weight holds 3 non-finite values") != std::string::npos);
+  }
+  BOOST_TEST(b.norm.weight.to_vector<float>()[0] == 1.0f);
+
+  // A training checkpoint's optimizer state ("optim.*") is skipped.
+  io::TensorMap with_optim;
+  for (const auto& [n, t] : b.state_dict()) with_optim.emplace(n, t);
+  with_optim.emplace("optim.0.exp_avg", zeros({3}));
+  io::save_safetensors(dir.path() / "checkpoint.safetensors", with_optim);
+  BOOST_CHECK_NO_THROW(nn::load(a, dir.path() / "checkpoint.safetensors"));
+}
+
+BOOST_AUTO_TEST_CASE(errors_inside_a_model_name_the_module_once) {
+  struct Inner : nn::UnaryModule {
+    Inner() : body(register_module("body", nn::Sequential())) {
+      body.push_back(nn::Linear(4, 8));
+      body.push_back(nn::Linear(5, 2));  // does not take the 8 features it is given
+    }
+    std::string type_name() const override { return "Inner"; }
+    Tensor forward(const Tensor& x) override { return body(x); }
+    nn::Sequential& body;
+  };
+  struct Outer : nn::UnaryModule {
+    Outer() : blocks(register_module("blocks", nn::Sequential())) {
+      blocks.push_back(nn::Identity());
+      blocks.push_back(Inner());
+    }
+    std::string type_name() const override { return "Outer"; }
+    Tensor forward(const Tensor& x) override { return blocks(x); }
+    nn::Sequential& blocks;
+  };
+  Outer m;
+  for (int attempt = 0; attempt < 2; ++attempt) {  // nothing of the first error lingers
+    try {
+      m(zeros({2, 4}));
+      BOOST_ERROR("no error");
+    } catch (const ShapeError& e) {
+      const std::string w = e.what();
+      BOOST_TEST(w.starts_with("blocks.1.body.1 (Linear): linear: "), w);
+      BOOST_TEST(w.find("(Linear)", 20) == std::string::npos, w);  // prefixed once
+    }
+  }
+  // An error of the module called directly carries no path; a good call still works.
+  nn::Linear lin(4, 2);
+  try {
+    lin(zeros({2, 3}));
+    BOOST_ERROR("no error");
+  } catch (const ShapeError& e) {
+    BOOST_TEST(std::string(e.what()).starts_with("linear: "), e.what());
+  }
+  BOOST_TEST((m.blocks[0](ones({1, 4})).shape() == Shape{1, 4}));
+}
+
+BOOST_AUTO_TEST_CASE(conv2d_names_the_rank_it_expects) {
+  nn::Conv2d conv(1, 4, 3);
+  try {
+    conv(zeros({1, 28, 28}));
+    BOOST_ERROR("no error");
+  } catch (const ShapeError& e) {
+    BOOST_TEST(std::string(e.what()) == "conv2d: expected a 4-D input (B, C, H, W), got x (1,28,28) (3-D)");
   }
 }
 

@@ -14,7 +14,7 @@
 
 #include "tessera/autograd/bf16.h"
 #include "support/test_support.h"
-#include "tessera/train/safetensors.h"
+#include "tessera/autograd/safetensors.h"
 
 using namespace tessera;
 using namespace tessera::io;

@@ -2,7 +2,7 @@
 // model in every variant, and learning (64 random images driven to 100% training accuracy).
 #include "tessera/models/vit.h"
 #include "tessera/optim/optim.h"
-#include "tessera/train/safetensors.h"
+#include "tessera/autograd/safetensors.h"
 #include "support/test_support.h"
 
 using namespace tessera;

@@ -13,13 +13,6 @@ using json = nlohmann::json;
 
 std::string number(double v) { return fmt::format("{:.17g}", v); }
 
-std::int64_t count_non_finite(const Tensor& t) {
-  if (!is_floating(t.dtype())) return 0;
-  std::int64_t bad = 0;
-  for (const double v : t.to(DType::f64).to_vector<double>()) bad += !std::isfinite(v);
-  return bad;
-}
-
 }  // namespace
 
 void save_checkpoint(const std::filesystem::path& path, const nn::Module& model,

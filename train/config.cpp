@@ -21,7 +21,7 @@
 #include "tessera/autograd/error.h"
 #include "tessera/datasets/factory.h"
 #include "train/config_yaml.h"
-#include "train/input_file.h"
+#include "autograd/input_file.h"
 
 namespace tessera::train {
 namespace {

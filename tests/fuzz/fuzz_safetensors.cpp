@@ -3,7 +3,7 @@
 #include <cstring>
 
 #include "tests/fuzz/fuzz_support.h"
-#include "tessera/train/safetensors.h"
+#include "tessera/autograd/safetensors.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   using namespace tessera;

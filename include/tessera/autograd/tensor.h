@@ -169,6 +169,8 @@ Tensor randint(const Shape& shape, std::int64_t high, Generator& gen = default_g
 
 // Numeric equality helpers for tests and checks (CPU, any floating dtype).
 bool allclose(const Tensor& a, const Tensor& b, double rtol = 1e-5, double atol = 1e-8);
+// How many elements are NaN or infinite (0 for integer tensors).
+std::int64_t count_non_finite(const Tensor& t);
 double max_abs_diff(const Tensor& a, const Tensor& b);
 
 inline std::ostream& operator<<(std::ostream& os, const Tensor& t) { return os << t.to_string(); }

@@ -2,6 +2,7 @@
 // and child modules; names compose into state-dict paths like "blocks.3.attn.qkv.weight".
 #pragma once
 
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <memory>
@@ -46,7 +47,7 @@ class Module {
   void zero_grad();
 
   // Copies values into this module's tensors (in place: handles stay valid). Every name and
-  // shape must match; the error lists every missing, unexpected and mis-shaped entry.
+  // shape must match; the error lists every missing, unexpected and mis-shaped name.
   void load_state_dict(const NamedTensors& state);
   // Moves every parameter and buffer to `device` in place.
   void to(Device device);
@@ -79,12 +80,23 @@ class Module {
 };
 
 // A module with one tensor in and one out: what Sequential chains. operator() runs
-// forward() and reports the output shape to an active summary.
+// forward() and reports the output shape to an active summary. A tessera::Error raised
+// inside reaches the caller of the outermost module once prefixed with the path and type
+// of the innermost module it passed through: "blocks.3.attn.qkv (Linear): linear: ...".
 class UnaryModule : public Module {
  public:
   virtual Tensor forward(const Tensor& x) = 0;
   Tensor operator()(const Tensor& x);
 };
+
+// A module's parameters and buffers (its state_dict) in a safetensors file, written
+// atomically; `metadata` goes into the file's header.
+void save(const Module& module, const std::filesystem::path& path,
+          const std::map<std::string, std::string>& metadata = {});
+// Loads a file written by save() or a training checkpoint (its "optim.*" optimizer state is
+// skipped) into the module, as load_state_dict does; non-finite values are refused by name.
+// Returns the file's metadata.
+std::map<std::string, std::string> load(Module& module, const std::filesystem::path& path);
 
 // Records each module's output shape during one forward pass (see summary()).
 void note_output(const Module& m, const Tensor& output);

@@ -11,7 +11,7 @@
 
 #include "tessera/autograd/random.h"
 #include "tessera/nn/module.h"
-#include "tessera/train/safetensors.h"
+#include "tessera/autograd/safetensors.h"
 
 namespace tessera::train {
 

@@ -1,4 +1,4 @@
-#include "tessera/train/safetensors.h"
+#include "tessera/autograd/safetensors.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -17,7 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tessera/autograd/error.h"
-#include "train/input_file.h"
+#include "autograd/input_file.h"
 
 namespace tessera::io {
 

@@ -1,4 +1,4 @@
-#include "train/input_file.h"
+#include "autograd/input_file.h"
 
 #include <fcntl.h>
 #include <sys/stat.h>
