@@ -26,21 +26,22 @@ MultiHeadSelfAttention::MultiHeadSelfAttention(std::int64_t dim, std::int64_t he
                 "MultiHeadSelfAttention: attn_dropout must be in [0, 1), got {}", attn_dropout);
 }
 
-std::pair<Tensor, Tensor> MultiHeadSelfAttention::forward_with_weights(const Tensor& x) {
-  TESSERA_CHECK(x.dim() == 3 && x.size(2) == heads * head_dim, ShapeError,
-                "MultiHeadSelfAttention: input {} must be (B, N, {})", shape_str(x.shape()), heads * head_dim);
+std::pair<Tensor, Tensor> MultiHeadSelfAttention::forward_with_weights(const Tensor& x, const AttentionMask& mask) {
   Tensor weights;
-  const Tensor mixed = self_attention(qkv(x), heads, scale,
-                                      {.dropout = attn_dropout, .training = is_training(), .weights = &weights});
-  Tensor y = proj_drop(proj(mixed));
+  Tensor y = attend(x, mask, &weights);
   note_output(*this, y);
   return {y, weights};
 }
 
-Tensor MultiHeadSelfAttention::forward(const Tensor& x) {
+Tensor MultiHeadSelfAttention::forward(const Tensor& x, const AttentionMask& mask) { return attend(x, mask, nullptr); }
+
+Tensor MultiHeadSelfAttention::attend(const Tensor& x, const AttentionMask& mask, Tensor* weights) {
   TESSERA_CHECK(x.dim() == 3 && x.size(2) == heads * head_dim, ShapeError,
                 "MultiHeadSelfAttention: input {} must be (B, N, {})", shape_str(x.shape()), heads * head_dim);
-  return proj_drop(proj(self_attention(qkv(x), heads, scale, {.dropout = attn_dropout, .training = is_training()})));
+  const Tensor mixed = self_attention(qkv(x), heads, scale,
+                                      {.dropout = attn_dropout, .training = is_training(), .weights = weights,
+                                       .key_padding_mask = mask.key_padding, .causal = mask.causal});
+  return proj_drop(proj(mixed));
 }
 
 namespace {

@@ -24,12 +24,12 @@ EncoderBlock::EncoderBlock(std::int64_t dim, std::int64_t heads, std::int64_t ml
       mlp(register_module("mlp", Mlp(dim, mlp_dim, dim, {.dropout = o.dropout}))),
       drop_path2(register_module("drop_path2", DropPath(o.drop_path))) {}
 
-Tensor EncoderBlock::forward(const Tensor& x) {
+Tensor EncoderBlock::forward(const Tensor& x, const AttentionMask& mask) {
   if (placement == NormPlacement::pre) {
-    const Tensor h = x + drop_path1(attn(norm1(x)));
+    const Tensor h = x + drop_path1(attn.forward(norm1(x), mask));
     return h + drop_path2(mlp(norm2(h)));
   }
-  const Tensor h = norm1(x + drop_path1(attn(x)));
+  const Tensor h = norm1(x + drop_path1(attn.forward(x, mask)));
   return norm2(h + drop_path2(mlp(h)));
 }
 

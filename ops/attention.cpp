@@ -1,5 +1,7 @@
 // self_attention: the fused CPU kernel with its gradient, and the composed version.
 // Letters: B batch, N tokens, D width, H heads, E = D / H head size.
+#include <limits>
+
 #include "tessera/ops/kernels.h"
 #include "ops/op_utils.h"
 #include "tessera/ops/ops.h"
@@ -17,6 +19,28 @@ void check_qkv(const Tensor& qkv, std::int64_t heads) {
                 heads);
 }
 
+bool masked(const AttentionOptions& o) { return o.causal || o.key_padding_mask.defined(); }
+
+// 1 where query i may attend to key j, else 0: (B or 1, 1, N, N) in `like`'s dtype and device.
+Tensor attention_keep(const AttentionOptions& o, std::int64_t B, std::int64_t N, const Tensor& like) {
+  std::vector<std::uint8_t> pad;
+  std::int64_t rows = 1;
+  if (o.key_padding_mask.defined()) {
+    const Tensor& m = o.key_padding_mask;
+    TESSERA_CHECK(m.dim() == 2 && m.size(0) == B && m.size(1) == N, ShapeError,
+                  "self_attention: key_padding_mask {} must be (B, N) = ({},{})", shape_str(m.shape()), B, N);
+    for (const double v : m.cpu().to(DType::f64).to_vector<double>()) pad.push_back(v != 0.0);
+    rows = B;
+  }
+  std::vector<double> keep(static_cast<std::size_t>(rows * N * N));
+  for (std::int64_t b = 0; b < rows; ++b)
+    for (std::int64_t i = 0; i < N; ++i)
+      for (std::int64_t j = 0; j < N; ++j)
+        keep[static_cast<std::size_t>((b * N + i) * N + j)] =
+            (pad.empty() || !pad[static_cast<std::size_t>(b * N + j)]) && (!o.causal || j <= i);
+  return from_vector(keep, {rows, 1, N, N}, {.dtype = like.dtype()}).to(like.device());
+}
+
 }  // namespace
 
 Tensor self_attention_composed(const Tensor& qkv, std::int64_t heads, double scale, AttentionOptions opts) {
@@ -27,7 +51,15 @@ Tensor self_attention_composed(const Tensor& qkv, std::int64_t heads, double sca
   const Tensor q = slice(split, 0, 0, 1).reshape({B, heads, N, E});
   const Tensor k = slice(split, 0, 1, 2).reshape({B, heads, N, E});
   const Tensor v = slice(split, 0, 2, 3).reshape({B, heads, N, E});
-  Tensor attn = softmax(matmul(q, k, false, true) * scale, -1);  // (B, H, N, N)
+  Tensor scores = matmul(q, k, false, true) * scale;  // (B, H, N, N)
+  Tensor keep;
+  if (masked(opts)) {
+    keep = attention_keep(opts, B, N, qkv);
+    const Tensor lowest = full({}, std::numeric_limits<double>::lowest(), {.dtype = qkv.dtype(), .device = qkv.device()});
+    scores = where(keep, scores, lowest);
+  }
+  Tensor attn = softmax(scores, -1);
+  if (keep.defined()) attn = attn * keep;  // rows with every key masked become zeros
   if (opts.weights) *opts.weights = attn;
   if (opts.dropout > 0.0 && opts.training)
     attn = dropout(attn, opts.dropout, true, opts.generator ? *opts.generator : default_generator());
@@ -39,7 +71,7 @@ Tensor self_attention(const Tensor& qkv, std::int64_t heads, double scale, Atten
   check_qkv(qkv, heads);
   TESSERA_CHECK(opts.dropout >= 0.0 && opts.dropout < 1.0, Error,
                 "self_attention: dropout must be in [0, 1), got {}", opts.dropout);
-  if (!has_fused_attention(qkv.device())) return self_attention_composed(qkv, heads, scale, opts);
+  if (!has_fused_attention(qkv.device()) || masked(opts)) return self_attention_composed(qkv, heads, scale, opts);
   const std::int64_t B = qkv.size(0), N = qkv.size(1), D = qkv.size(2) / 3;
   AttentionDropout drop;
   if (opts.dropout > 0.0 && opts.training) {

@@ -13,15 +13,25 @@ struct MultiHeadSelfAttentionOptions {
   double proj_dropout = 0.0;  // on the output projection
 };
 
+// Which keys each query may attend to. key_padding (B, N): non-zero marks a padding token
+// that no query attends to; causal: query i attends to keys j <= i only. A query left with
+// no key attends to nothing (its output is zero).
+struct AttentionMask {
+  Tensor key_padding;
+  bool causal = false;
+  bool empty() const { return !key_padding.defined() && !causal; }
+};
+
 // x (B, N, D) -> (B, N, D). One fused projection to q, k, v (qkv: D -> 3D), scores scaled by
 // 1/sqrt(head_dim), softmax over keys, then the output projection (proj: D -> D).
 class MultiHeadSelfAttention : public UnaryModule {
  public:
   MultiHeadSelfAttention(std::int64_t dim, std::int64_t heads, MultiHeadSelfAttentionOptions opts = {});
   std::string type_name() const override { return "MultiHeadSelfAttention"; }
-  Tensor forward(const Tensor& x) override;
+  Tensor forward(const Tensor& x) override { return forward(x, {}); }
+  Tensor forward(const Tensor& x, const AttentionMask& mask);
   // Also returns the attention weights (B, H, N, N), before attention dropout.
-  std::pair<Tensor, Tensor> forward_with_weights(const Tensor& x);
+  std::pair<Tensor, Tensor> forward_with_weights(const Tensor& x, const AttentionMask& mask = {});
 
   std::int64_t heads, head_dim;
   double scale;
@@ -29,6 +39,9 @@ class MultiHeadSelfAttention : public UnaryModule {
   Linear& qkv;
   Linear& proj;
   Dropout& proj_drop;
+
+ private:
+  Tensor attend(const Tensor& x, const AttentionMask& mask, Tensor* weights);
 };
 
 struct SelfAttention2dOptions {

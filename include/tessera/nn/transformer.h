@@ -44,7 +44,8 @@ class EncoderBlock : public UnaryModule {
  public:
   EncoderBlock(std::int64_t dim, std::int64_t heads, std::int64_t mlp_dim, EncoderBlockOptions opts = {});
   std::string type_name() const override { return "EncoderBlock"; }
-  Tensor forward(const Tensor& x) override;
+  Tensor forward(const Tensor& x) override { return forward(x, {}); }
+  Tensor forward(const Tensor& x, const AttentionMask& mask);
 
   NormPlacement placement;
   LayerNorm& norm1;

@@ -146,12 +146,17 @@ struct AttentionOptions {
   bool training = false;
   Generator* generator = nullptr;  // the default generator when null
   Tensor* weights = nullptr;       // when set, receives the attention weights (B, H, N, N)
+  // Masks (either makes the op run its composition): keys whose key_padding_mask (B, N) entry
+  // is non-zero are ignored, and with `causal` query i sees keys j <= i only. A query whose
+  // keys are all masked attends to nothing: its output is zero (PyTorch would give NaN).
+  Tensor key_padding_mask;
+  bool causal = false;
 };
 // Multi-head self-attention on a fused projection: qkv (B, N, 3D) holding q, k, v for
 // `heads` heads of size D / heads each -> (B, N, D) = softmax(q k^T * scale) v, heads
 // concatenated.
-// One fused kernel where the backend has it (has_fused_attention: the CPU); elsewhere (CUDA)
-// the composition below, on that backend's matmul, softmax and dropout kernels.
+// One fused kernel where the backend has it (has_fused_attention: the CPU) and no mask is
+// given; otherwise the composition below, on that backend's matmul, softmax and dropout kernels.
 Tensor self_attention(const Tensor& qkv, std::int64_t heads, double scale, AttentionOptions opts = {});
 // The same built from the primitive ops (reshape, permute, matmul, softmax, dropout): the
 // fused kernel's test oracle.
