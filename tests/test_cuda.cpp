@@ -798,6 +798,137 @@ GPU_TEST_CASE(optimizer_updates_match_reference) {
   check_values(p[0], want, {4}, 1e-12, 1e-12);
 }
 
+// ---------------------------------------------------------------- pooling and batch norm
+
+namespace {
+
+// Runs f on CPU f64 inputs (the reference) and on the device in f64 and f32, each with fresh
+// leaves (requires_grad as the reference input has it), backpropagates the same dy, and
+// compares outputs and gradients: f64 near-exact, f32 within tol32 (values) and grad32.
+void check_with_gradients(const OpFn& f, const std::vector<Tensor>& inputs, Tol tol32, Tol grad32) {
+  auto leaves = [&](DType t, Device d) {
+    std::vector<Tensor> out;
+    for (const Tensor& x : inputs) {
+      Tensor c = x.detach().to(t).to(d).contiguous_copy();
+      if (x.requires_grad()) c.set_requires_grad(true);
+      out.push_back(c);
+    }
+    return out;
+  };
+  const std::vector<Tensor> ref_in = leaves(DType::f64, Device::cpu());
+  const Tensor ref = f(ref_in);
+  Generator g(7);
+  const Tensor dy = randn(ref.shape(), {.dtype = DType::f64}, g);
+  backward(ref, dy);
+  for (DType t : {DType::f64, DType::f32}) {
+    BOOST_TEST_CONTEXT(t) {
+      const Tol tol = tol_for(t, tol32), gtol = tol_for(t, grad32);
+      const std::vector<Tensor> in = leaves(t, test_device());
+      const Tensor y = f(in);
+      BOOST_TEST(y.device() == test_device());
+      BOOST_TEST(y.dtype() == t);
+      test::check_close(host(y), ref.detach(), tol.rtol, tol.atol);
+      backward(y, dev(dy.to(t)));
+      for (std::size_t i = 0; i < in.size(); ++i) {
+        if (!in[i].requires_grad()) continue;
+        BOOST_TEST_CONTEXT("gradient of input " << i) {
+          BOOST_TEST_REQUIRE(in[i].grad().defined());
+          test::check_close(host(in[i].grad()), ref_in[i].grad(), gtol.rtol, gtol.atol);
+        }
+      }
+    }
+  }
+}
+
+Tensor with_grad(Tensor t) { return t.set_requires_grad(true); }
+
+}  // namespace
+
+GPU_TEST_CASE(pooling_matches_cpu) {
+  struct Case { Shape x; Pool2dOptions o; };
+  const std::vector<Case> cases = {
+      {{4, 16, 32, 32}, {.kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}},
+      {{2, 3, 8, 8}, {}},
+      {{2, 4, 9, 7}, {.kernel_h = 3, .kernel_w = 2, .stride_h = 1, .stride_w = 2, .pad_h = 1, .pad_w = 0}},
+      {{1, 3, 10, 6}, {.kernel_h = 4, .kernel_w = 3, .stride_h = 3, .stride_w = 2, .pad_h = 2, .pad_w = 1}},
+      {{3, 5, 1, 1}, {.kernel_h = 1, .kernel_w = 1, .stride_h = 1, .stride_w = 1}},
+      {{2, 2, 1, 1}, {.kernel_h = 2, .kernel_w = 2, .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1}}};
+  std::uint64_t seed = 900;
+  for (const Case& c : cases)
+    BOOST_TEST_CONTEXT("x " << shape_str(c.x) << " kernel " << c.o.kernel_h << "x" << c.o.kernel_w << " stride "
+                            << c.o.stride_h << "," << c.o.stride_w << " pad " << c.o.pad_h << "," << c.o.pad_w) {
+      // Continuous random values: no ties; all negative: the padding must never win.
+      for (double low : {-1.0, -3.0})
+        check_with_gradients([&](const std::vector<Tensor>& v) { return max_pool2d(v[0], c.o); },
+                             {with_grad(in(c.x, seed++, low, low + 2.0))}, {1e-6, 1e-6}, {1e-6, 1e-6});
+      for (bool include_pad : {true, false}) {
+        Pool2dOptions o = c.o;
+        o.count_include_pad = include_pad;
+        BOOST_TEST_CONTEXT("avg, count_include_pad " << include_pad) {
+          check_with_gradients([&](const std::vector<Tensor>& v) { return avg_pool2d(v[0], o); },
+                               {with_grad(in(c.x, seed++))}, {1e-5, 1e-6}, {1e-5, 1e-6});
+        }
+      }
+    }
+  // Ties: the whole gradient of a window goes to its first maximum, as on the CPU.
+  const std::vector<double> plateau{1, 2, 2, 0, 2, 2, 1, 2, 0, 1, 2, 2};
+  for (DType t : {DType::f32, DType::f64}) {
+    Tensor x = dev(from_vector(plateau, {1, 1, 3, 4}, {.dtype = DType::f64}).to(t));
+    x.set_requires_grad(true);
+    backward(sum(max_pool2d(x, {.kernel_h = 2, .kernel_w = 2, .stride_h = 1, .stride_w = 2})));
+    BOOST_TEST(values(x.grad()) == std::vector<double>({0, 1, 1, 0, 1, 0, 0, 1, 0, 0, 0, 0}),
+               boost::test_tools::per_element());
+  }
+}
+
+GPU_TEST_CASE(batch_norm_matches_cpu) {
+  struct Case { Shape x; bool training, weight, bias; };
+  const std::vector<Case> cases = {{{8, 16, 10, 10}, true, true, true}, {{8, 16, 10, 10}, false, true, true},
+                                   {{64, 4, 32, 32}, true, true, true}, // 65536 values per channel
+                                   {{32, 12}, true, false, false},     {{5, 7, 33}, true, true, false},
+                                   {{5, 7, 33}, true, false, true},    {{5, 7, 33}, false, false, true},
+                                   {{2, 3, 1, 1}, true, true, true},   {{1, 4, 3, 1}, false, true, false}};
+  std::uint64_t seed = 950;
+  for (const Case& c : cases)
+    BOOST_TEST_CONTEXT("x " << shape_str(c.x) << (c.training ? " training" : " eval") << " weight " << c.weight
+                            << " bias " << c.bias) {
+      const std::int64_t C = c.x[1];
+      std::vector<Tensor> inputs{with_grad(in(c.x, seed++, -2, 3)), in({C}, seed++, -0.5, 0.5),
+                                 in({C}, seed++, 0.3, 2.0)};
+      if (c.weight) inputs.push_back(with_grad(in({C}, seed++, 0.5, 1.5)));
+      if (c.bias) inputs.push_back(with_grad(in({C}, seed++)));
+      check_with_gradients([&](const std::vector<Tensor>& v) {
+        const Tensor w = c.weight ? v[3] : Tensor(), b = c.bias ? v[c.weight ? 4 : 3] : Tensor();
+        return batch_norm(v[0], w, b, v[1].contiguous_copy(), v[2].contiguous_copy(), c.training);
+      }, inputs, {1e-4, 1e-5}, {1e-4, 1e-4});
+    }
+  // Values far from zero: the statistics must keep the digits of x - mean (see the CPU parity
+  // test; the bound is f32's own rounding of the mean).
+  Generator g(5);
+  const Tensor far = (randn({16, 4, 8, 8}, {.dtype = DType::f64}, g) + 1e4).to(DType::f32).to(DType::f64);
+  check_with_gradients([](const std::vector<Tensor>& v) { return batch_norm(v[0], {}, {}, {}, {}, true); },
+                       {with_grad(far)}, {1e-3, 1e-3}, {1e-3, 1e-3});
+  // The running statistics, updated in place on the device (unbiased variance).
+  const Tensor x = in({6, 4, 5}, 990, -2, 3);
+  Tensor rm = in({4}, 991), rv = in({4}, 992, 0.5, 1.5);
+  for (DType t : {DType::f32, DType::f64}) {
+    Tensor dm = dev(rm.to(t)).contiguous_copy(), dv = dev(rv.to(t)).contiguous_copy();  // rm, rv stay
+    for (int step = 0; step < 3; ++step) batch_norm(dev(x.to(t)), {}, {}, dm, dv, true, 0.2);
+    Tensor cm = rm.contiguous_copy(), cv = rv.contiguous_copy();
+    for (int step = 0; step < 3; ++step) batch_norm(x, {}, {}, cm, cv, true, 0.2);
+    BOOST_TEST(dm.device() == test_device());
+    const Tol tol = tol_for(t, {1e-5, 1e-6});
+    test::check_close(host(dm), cm, tol.rtol, tol.atol);
+    test::check_close(host(dv), cv, tol.rtol, tol.atol);
+  }
+  // Mixed devices are refused by name.
+  if (test_device().is_cuda()) {
+    BOOST_CHECK_THROW(batch_norm(dev(in({4, 3}, 993)), in({3}, 994), {}, {}, {}, true), DeviceError);
+    BOOST_CHECK_THROW(batch_norm(dev(in({4, 3}, 995)), {}, {}, in({3}, 996), in({3}, 997, 0.5, 1), false),
+                      DeviceError);
+  }
+}
+
 // ---------------------------------------------------------------- gradients on the device
 
 GPU_TEST_CASE(gradients_through_the_device_match_finite_differences) {

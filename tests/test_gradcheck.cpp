@@ -24,6 +24,22 @@ Tensor away_from_zero(const Shape& shape, std::uint64_t seed, double lo = 0.2, d
 
 std::vector<double> values(const Tensor& t) { return t.detach().to(f64).to_vector<double>(); }
 
+// Distinct values in [low, high), shuffled, at least (high - low) / numel apart: the maximum
+// of a window never ties, so max pooling has no kink within a finite-difference step.
+Tensor distinct_input(const Shape& shape, std::uint64_t seed, double low = -1.0, double high = 1.0) {
+  const std::int64_t n = shape_numel(shape);
+  Generator g(seed);
+  const std::vector<double> keys = uniform({n}, 0.0, 1.0, {.dtype = f64}, g).to_vector<double>();
+  std::vector<std::int64_t> order(n);
+  for (std::int64_t i = 0; i < n; ++i) order[i] = i;
+  std::sort(order.begin(), order.end(), [&](std::int64_t a, std::int64_t b) { return keys[a] < keys[b]; });
+  std::vector<double> v(n);
+  for (std::int64_t i = 0; i < n; ++i) v[order[i]] = low + (high - low) * static_cast<double>(i) / n;
+  Tensor t = from_vector(v, shape, {.dtype = f64});
+  t.set_requires_grad(true);
+  return t;
+}
+
 void check_unary(const std::function<Tensor(const Tensor&)>& f, const std::function<Tensor(const Shape&, std::uint64_t)>& make) {
   for (const Shape& s : {Shape{}, Shape{1}, Shape{7}, Shape{3, 4}, Shape{2, 0, 3}, Shape{2, 3, 5}}) {
     BOOST_TEST_CONTEXT("shape " << shape_str(s)) {
@@ -283,6 +299,73 @@ BOOST_AUTO_TEST_CASE(conv2d) {
         return tessera::conv2d(t[0], t[1], c.bias ? t[2] : Tensor(), c.o);
       }, in);
     }
+}
+
+struct PoolCase { Shape x; Pool2dOptions o; };
+// Square and not, padding, overlapping windows (stride < kernel), a floor that drops inputs,
+// size-1 kernels and spatial axes.
+const std::vector<PoolCase> kPoolCases = {
+    {{2, 3, 4, 4}, {}},
+    {{1, 2, 5, 6}, {.kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}},
+    {{2, 1, 5, 7}, {.kernel_h = 3, .kernel_w = 2, .stride_h = 1, .stride_w = 2}},
+    {{1, 2, 4, 5}, {.kernel_h = 2, .kernel_w = 3, .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1}},
+    {{1, 1, 7, 3}, {.kernel_h = 4, .kernel_w = 2, .stride_h = 3, .stride_w = 1, .pad_h = 2, .pad_w = 0}},
+    {{2, 2, 1, 1}, {.kernel_h = 1, .kernel_w = 1, .stride_h = 1, .stride_w = 1}}};
+
+std::string pool_str(const PoolCase& c) {
+  return fmt::format("x {} kernel {}x{} stride ({}, {}) pad ({}, {})", shape_str(c.x), c.o.kernel_h, c.o.kernel_w,
+                     c.o.stride_h, c.o.stride_w, c.o.pad_h, c.o.pad_w);
+}
+
+BOOST_AUTO_TEST_CASE(max_pool2d) {
+  std::uint64_t seed = 300;
+  for (const PoolCase& c : kPoolCases)
+    BOOST_TEST_CONTEXT(pool_str(c)) {
+      check_gradients([&](const std::vector<Tensor>& in) { return tessera::max_pool2d(in[0], c.o); },
+                      {distinct_input(c.x, seed++)});
+      // All negative: a padding that took part as 0 would win the border windows.
+      check_gradients([&](const std::vector<Tensor>& in) { return tessera::max_pool2d(in[0], c.o); },
+                      {distinct_input(c.x, seed++, -2.0, -1.0)});
+    }
+}
+
+BOOST_AUTO_TEST_CASE(avg_pool2d) {
+  std::uint64_t seed = 320;
+  for (const PoolCase& c : kPoolCases)
+    for (bool include_pad : {true, false})
+      BOOST_TEST_CONTEXT(pool_str(c) << " count_include_pad " << include_pad) {
+        Pool2dOptions o = c.o;
+        o.count_include_pad = include_pad;
+        check_gradients([&](const std::vector<Tensor>& in) { return tessera::avg_pool2d(in[0], o); },
+                        {input(c.x, seed++)});
+      }
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm) {
+  // Training (batch statistics: the gradient flows through them) and evaluation (running
+  // statistics: constants), with and without each affine parameter, 2-D to 4-D.
+  std::uint64_t seed = 340;
+  for (const Shape& s : {Shape{5, 3}, Shape{2, 3, 4}, Shape{2, 3, 3, 2}})
+    for (bool training : {true, false})
+      BOOST_TEST_CONTEXT("x " << shape_str(s) << (training ? " training" : " eval")) {
+        const Tensor rm = input({3}, seed++, -0.5, 0.5, false), rv = input({3}, seed++, 0.5, 1.5, false);
+        const Tensor x = input(s, seed++, -2, 2), w = input({3}, seed++, 0.5, 1.5), b = input({3}, seed++);
+        check_gradients([&](const std::vector<Tensor>& in) {
+          return tessera::batch_norm(in[0], in[1], in[2], rm, rv, training);
+        }, {x, w, b});
+        check_gradients([&](const std::vector<Tensor>& in) {
+          return tessera::batch_norm(in[0], {}, {}, rm, rv, training, 0.1, 1e-3);
+        }, {x});
+        check_gradients([&](const std::vector<Tensor>& in) {
+          return tessera::batch_norm(in[0], in[1], {}, rm, rv, training);
+        }, {x, w});
+        check_gradients([&](const std::vector<Tensor>& in) {
+          return tessera::batch_norm(in[0], {}, in[1], rm, rv, training);
+        }, {x, b});
+      }
+  // Training without running statistics.
+  check_gradients([](const std::vector<Tensor>& in) { return tessera::batch_norm(in[0], in[1], in[2], {}, {}, true); },
+                  {input({4, 2, 3}, 360, -2, 2), input({2}, 361, 0.5, 1.5), input({2}, 362)});
 }
 
 BOOST_AUTO_TEST_CASE(dropout) {

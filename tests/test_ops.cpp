@@ -116,6 +116,103 @@ BOOST_AUTO_TEST_CASE(conv2d_values) {
   }
 }
 
+BOOST_AUTO_TEST_CASE(pooling_values) {
+  const Tensor x = from_vector<double>({1, 5, -2, 0,   //
+                                        3, 2, 8, -1,   //
+                                        -4, 6, 9, 7,   //
+                                        0, -3, 1, 2}, {1, 1, 4, 4});
+  const Tensor ramp = arange(1, 10, 1, {.dtype = f64}).reshape({1, 1, 3, 3});  // 1..9
+  for (DType dt : {f32, f64}) {
+    BOOST_TEST_CONTEXT(dt) {
+      // 4x4 max pool, 2x2 windows: the maxima and, for sum(y), a 1 at each one's place.
+      Tensor xt = x.to(dt).detach().clone();  // .to(f64) of an f64 tensor is the tensor itself
+      xt.set_requires_grad(true);
+      const Tensor y = max_pool2d(xt, {});
+      BOOST_TEST((y.shape() == Shape{1, 1, 2, 2}));
+      BOOST_TEST((values(y) == std::vector<double>{5, 8, 6, 9}));
+      backward(sum(y));
+      BOOST_TEST((values(xt.grad()) == std::vector<double>{0, 1, 0, 0, 0, 0, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0}));
+      // Padding never wins: -1..-16, 3x3 windows, stride 2, padding 1.
+      const Tensor neg = (arange(1, 17, 1, {.dtype = f64}) * -1.0).reshape({1, 1, 4, 4}).to(dt);
+      const Pool2dOptions o3{.kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1};
+      BOOST_TEST((values(max_pool2d(neg, o3)) == std::vector<double>{-1, -2, -5, -6}));
+
+      // 3x3 ramp, 2x2 windows, stride 2, padding 1: windows hold {1}, {2,3}, {4,7}, {5,6,8,9}.
+      const Pool2dOptions o{.kernel_h = 2, .kernel_w = 2, .stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1};
+      Tensor r = ramp.to(dt).detach().clone();
+      r.set_requires_grad(true);
+      const Tensor with_pad = avg_pool2d(r, o);  // padding counted: always / 4
+      BOOST_TEST((values(with_pad) == std::vector<double>{0.25, 1.25, 2.75, 7}));
+      backward(sum(with_pad));
+      BOOST_TEST((values(r.grad()) == std::vector<double>(9, 0.25)));
+      Tensor r2 = ramp.to(dt).detach().clone();
+      r2.set_requires_grad(true);
+      Pool2dOptions exclude = o;
+      exclude.count_include_pad = false;  // / the real inputs: 1, 2, 2, 4
+      const Tensor without_pad = avg_pool2d(r2, exclude);
+      BOOST_TEST((values(without_pad) == std::vector<double>{1, 2.5, 5.5, 7}));
+      backward(sum(without_pad));
+      BOOST_TEST((values(r2.grad()) == std::vector<double>{1, 0.5, 0.5, 0.5, 0.25, 0.25, 0.5, 0.25, 0.25}));
+      // 3x3 windows, stride 1, padding 1 (a "same" average): the corner averages 1, 2, 4, 5.
+      const Pool2dOptions same{.kernel_h = 3, .kernel_w = 3, .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1};
+      BOOST_TEST(values(avg_pool2d(ramp.to(dt), same))[0] == 12.0 / 9, boost::test_tools::tolerance(1e-6));
+      Pool2dOptions same_exclude = same;
+      same_exclude.count_include_pad = false;
+      BOOST_TEST(values(avg_pool2d(ramp.to(dt), same_exclude))[0] == 3.0, boost::test_tools::tolerance(1e-6));
+      BOOST_TEST(values(avg_pool2d(ramp.to(dt), same_exclude))[4] == 5.0, boost::test_tools::tolerance(1e-6));
+    }
+  }
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_values_and_running_statistics) {
+  // x (B=2, C=2, 2): channel 0 holds 1, 3 | 5, 7 (mean 4, biased variance 5, unbiased 20/3),
+  // channel 1 is constant 2 (variance 0).
+  const Tensor x = from_vector<double>({1, 3, 2, 2, 5, 7, 2, 2}, {2, 2, 2});
+  const Tensor w = from_vector<double>({2, 1}), b = from_vector<double>({0.5, -1});
+  for (DType dt : {f32, f64}) {
+    BOOST_TEST_CONTEXT(dt) {
+      Tensor rm = zeros({2}, {.dtype = dt}), rv = ones({2}, {.dtype = dt});
+      const Tensor y = batch_norm(x.to(dt), w.to(dt), b.to(dt), rm, rv, true, 0.1, 1e-5);
+      const double s = std::sqrt(5.0 + 1e-5);
+      const std::vector<double> want{2 * -3 / s + 0.5, 2 * -1 / s + 0.5, -1, -1,
+                                     2 * 1 / s + 0.5,  2 * 3 / s + 0.5,  -1, -1};
+      const std::vector<double> got = values(y);
+      for (std::size_t i = 0; i < want.size(); ++i) BOOST_TEST(got[i] == want[i], boost::test_tools::tolerance(1e-5));
+      // One step with momentum 0.1 from (0, 1): 0.9 * 0 + 0.1 * mean; 0.9 * 1 + 0.1 * unbiased variance.
+      const std::vector<double> m = values(rm), v = values(rv);
+      BOOST_TEST(m[0] == 0.4, boost::test_tools::tolerance(1e-6));
+      BOOST_TEST(m[1] == 0.2, boost::test_tools::tolerance(1e-6));
+      BOOST_TEST(v[0] == 0.9 + 0.1 * 20.0 / 3.0, boost::test_tools::tolerance(1e-6));
+      BOOST_TEST(v[1] == 0.9, boost::test_tools::tolerance(1e-6));
+      // Evaluation uses (and keeps) the running statistics: (5 - 0.4) / sqrt(v0 + eps) * 2 + 0.5.
+      const Tensor e = batch_norm(x.to(dt), w.to(dt), b.to(dt), rm, rv, false);
+      BOOST_TEST(values(e)[4] == (5 - 0.4) / std::sqrt(v[0] + 1e-5) * 2 + 0.5, boost::test_tools::tolerance(1e-5));
+      BOOST_TEST(values(e)[2] == (2 - 0.2) / std::sqrt(0.9 + 1e-5) - 1, boost::test_tools::tolerance(1e-5));
+      BOOST_TEST(values(rm) == m, boost::test_tools::per_element());
+      BOOST_TEST(values(rv) == v, boost::test_tools::per_element());
+      // Momentum 1 replaces the statistics; without running statistics nothing else changes.
+      batch_norm(x.to(dt), {}, {}, rm, rv, true, 1.0);
+      BOOST_TEST(values(rm)[0] == 4.0, boost::test_tools::tolerance(1e-6));
+      BOOST_TEST(values(rv)[0] == 20.0 / 3.0, boost::test_tools::tolerance(1e-6));
+      BOOST_TEST(values(rv)[1] == 0.0, boost::test_tools::tolerance(1e-6));
+      BOOST_TEST(values(batch_norm(x.to(dt), {}, {}, {}, {}, true))[0] == -3 / s, boost::test_tools::tolerance(1e-5));
+    }
+  }
+  // The update is not on the tape: one node for the op, and backward still works after a
+  // later in-place update of the running statistics.
+  clear_tape();
+  Tensor xg = x.detach().clone();
+  xg.set_requires_grad(true);
+  Tensor rm = zeros({2}, {.dtype = f64}), rv = ones({2}, {.dtype = f64});
+  const Tensor y = batch_norm(xg, {}, {}, rm, rv, false);
+  BOOST_TEST(tape_size() == 1u);
+  batch_norm(x, {}, {}, rm, rv, true);  // moves the running statistics
+  backward(sum(y * y));
+  // Evaluation: y = x / sqrt(1 + eps), so d sum(y^2) / dx = 2 x / (1 + eps).
+  const std::vector<double> gx = values(xg.grad()), xv = values(x);
+  for (std::size_t i = 0; i < xv.size(); ++i) BOOST_TEST(gx[i] == 2 * xv[i] / (1 + 1e-5), boost::test_tools::tolerance(1e-9));
+}
+
 BOOST_AUTO_TEST_CASE(designated_options_survive_avx512) {
   // GCC 12.2 with -march=native (AVX-512) and SLP vectorisation passed {4, 4, 4, 4} here.
   const Tensor y = conv2d(ones({1, 1, 8, 12}), ones({1, 1, 4, 4}), {}, {.stride_h = 4, .stride_w = 4});
@@ -179,6 +276,39 @@ BOOST_AUTO_TEST_CASE(errors_name_the_op_and_shapes) {
   check_error<ShapeError>([] { cross_entropy(ones({2, 3}), from_vector<std::int64_t>({0})); }, {"cross_entropy", "(2,3)", "(1)"});
   check_error<Error>([] { dropout(ones({2}), 1.0); }, {"dropout", "[0, 1)"});
   check_error<Error>([] { add(Tensor(), ones({2})); }, {"add", "undefined"});
+}
+
+BOOST_AUTO_TEST_CASE(pooling_and_batch_norm_errors) {
+  check_error<ShapeError>([] { max_pool2d(ones({2, 3, 8}), {}); }, {"max_pool2d", "(2,3,8)", "4-D (B, C, H, W)"});
+  check_error<ShapeError>([] { avg_pool2d(ones({1, 1, 2, 2}), {.kernel_h = 3, .kernel_w = 3, .stride_h = 1, .stride_w = 1}); },
+                          {"avg_pool2d", "kernel 3x3", "larger than the padded input 2x2", "(1,1,2,2)"});
+  check_error<ShapeError>([] { max_pool2d(ones({1, 1, 4, 4}), {.kernel_h = 3, .kernel_w = 3, .stride_h = 1, .stride_w = 1, .pad_h = 2, .pad_w = 1}); },
+                          {"max_pool2d", "padding (2, 1)", "half the kernel 3x3"});
+  check_error<ShapeError>([] { avg_pool2d(ones({1, 1, 4, 4}), {.kernel_h = 2, .kernel_w = 2, .stride_h = 0, .stride_w = 2}); },
+                          {"avg_pool2d", "stride (0, 2)"});
+  check_error<ShapeError>([] { max_pool2d(ones({1, 1, 4, 4}), {.kernel_h = 0, .kernel_w = 2, .stride_h = 1, .stride_w = 1}); },
+                          {"max_pool2d", "kernel 0x2"});
+  check_error<ShapeError>([] { max_pool2d(ones({1, 1, 0, 4}), {.pad_h = 1}); }, {"max_pool2d", "(1,1,0,4)", "empty"});
+  check_error<DTypeError>([] { max_pool2d(ones({1, 1, 2, 2}, {.dtype = i64}), {}); }, {"max_pool2d", "i64"});
+
+  const Tensor x = ones({4, 3});
+  check_error<ShapeError>([&] { batch_norm(x, ones({2}), {}, {}, {}, true); },
+                          {"batch_norm", "weight (2)", "C = 3", "(4,3)"});
+  check_error<ShapeError>([&] { batch_norm(x, {}, {}, zeros({3}), ones({3, 1}), false); },
+                          {"batch_norm", "running_var (3,1)", "C = 3"});
+  check_error<ShapeError>([] { batch_norm(ones({1, 3}), {}, {}, {}, {}, true); },
+                          {"batch_norm", "more than 1 value per channel when training", "(1,3)"});
+  check_error<ShapeError>([] { batch_norm(ones({1, 3, 1, 1}), {}, {}, {}, {}, true); },
+                          {"batch_norm", "more than 1 value per channel", "(1,3,1,1)"});
+  BOOST_CHECK_NO_THROW(batch_norm(ones({1, 3}), {}, {}, zeros({3}), ones({3}), false));  // fine in evaluation
+  check_error<Error>([&] { batch_norm(x, {}, {}, {}, {}, false); }, {"batch_norm", "running_mean and running_var", "both are undefined"});
+  check_error<Error>([&] { batch_norm(x, {}, {}, zeros({3}), {}, false); }, {"batch_norm", "running_var is undefined"});
+  check_error<Error>([&] { batch_norm(x, {}, {}, zeros({3}), {}, true); }, {"batch_norm", "both be defined"});
+  check_error<ShapeError>([] { batch_norm(ones({3}), {}, {}, {}, {}, true); }, {"batch_norm", "(3)", "(B, C, ...)"});
+  check_error<DTypeError>([] { batch_norm(ones({4, 3}, {.dtype = i64}), {}, {}, {}, {}, true); }, {"batch_norm", "i64"});
+  check_error<DTypeError>([&] { batch_norm(x, ones({3}, {.dtype = f64}), {}, {}, {}, true); }, {"batch_norm", "f32", "f64"});
+  check_error<Error>([&] { batch_norm(x, {}, {}, {}, {}, true, 1.5); }, {"batch_norm", "momentum", "1.5"});
+  check_error<Error>([&] { batch_norm(x, {}, {}, {}, {}, true, 0.1, 0.0); }, {"batch_norm", "eps"});
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -193,6 +193,120 @@ BOOST_AUTO_TEST_CASE(conv2d) {
                {input({2, 4, 8, 6}, 7), input({5, 4, 3, 2}, 8)});
 }
 
+BOOST_AUTO_TEST_CASE(pooling) {
+  // oneDNN's pooling_v2 (max through its workspace) against the reference loops: padding,
+  // overlapping windows, a floor that drops inputs, non-square, size-1 spatial axes.
+  struct Case { Shape x; Pool2dOptions o; };
+  const std::vector<Case> cases = {
+      {{4, 8, 16, 16}, {}},
+      {{2, 3, 9, 11}, {.kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2, .pad_h = 1, .pad_w = 1}},
+      {{2, 4, 8, 7}, {.kernel_h = 3, .kernel_w = 2, .stride_h = 1, .stride_w = 2, .pad_h = 1, .pad_w = 0}},
+      {{1, 3, 10, 6}, {.kernel_h = 4, .kernel_w = 3, .stride_h = 3, .stride_w = 2, .pad_h = 2, .pad_w = 1}},
+      {{3, 5, 1, 1}, {.kernel_h = 1, .kernel_w = 1, .stride_h = 1, .stride_w = 1}},
+      {{2, 2, 1, 1}, {.kernel_h = 2, .kernel_w = 2, .stride_h = 1, .stride_w = 1, .pad_h = 1, .pad_w = 1}},
+      {{2, 3, 1, 7}, {.kernel_h = 1, .kernel_w = 3, .stride_h = 1, .stride_w = 2}}};
+  std::uint64_t seed = 20;
+  for (const Case& c : cases)
+    BOOST_TEST_CONTEXT("x " << shape_str(c.x) << " kernel " << c.o.kernel_h << "x" << c.o.kernel_w << " stride "
+                            << c.o.stride_h << "," << c.o.stride_w << " pad " << c.o.pad_h << "," << c.o.pad_w) {
+      check_parity([&](const std::vector<Tensor>& in) { return max_pool2d(in[0], c.o); }, {input(c.x, seed++)});
+      check_parity([&](const std::vector<Tensor>& in) { return max_pool2d(in[0], c.o); },
+                   {input(c.x, seed++, -3, -1)});  // all negative: the padding must never win
+      for (bool include_pad : {true, false}) {
+        Pool2dOptions o = c.o;
+        o.count_include_pad = include_pad;
+        BOOST_TEST_CONTEXT("avg, count_include_pad " << include_pad) {
+          check_parity([&](const std::vector<Tensor>& in) { return avg_pool2d(in[0], o); }, {input(c.x, seed++)});
+        }
+      }
+    }
+}
+
+BOOST_AUTO_TEST_CASE(max_pool2d_ties_go_to_the_first_maximum) {
+  // A plateau: each window's whole gradient goes to its first maximum in row-major order, on
+  // every dtype (PyTorch's CPU rule), also where windows overlap.
+  const std::vector<double> plateau{1, 2, 2, 0,  //
+                                    2, 2, 1, 2,  //
+                                    0, 1, 2, 2};
+  for (DType t : {f32, f64}) {
+    Tensor x = from_vector(plateau, {1, 1, 3, 4}, {.dtype = f64}).to(t);
+    x.set_requires_grad(true);
+    backward(sum(max_pool2d(x, {.kernel_h = 2, .kernel_w = 2, .stride_h = 1, .stride_w = 2})));
+    // Windows (rows 0-1, cols 0-1), (0-1, 2-3), (1-2, 0-1), (1-2, 2-3): first maxima at
+    // (0,1), (0,2), (1,0), (1,3).
+    BOOST_TEST(x.grad().to(f64).to_vector<double>() ==
+                   std::vector<double>({0, 1, 1, 0, 1, 0, 0, 1, 0, 0, 0, 0}),
+               boost::test_tools::per_element());
+  }
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm) {
+  // oneDNN's batch_normalization (training, and inference on given statistics) against the
+  // reference, with and without each affine parameter, 2-D to 4-D.
+  struct Case { Shape x; bool training, weight, bias; };
+  const std::vector<Case> cases = {{{8, 16, 10, 10}, true, true, true},  {{8, 16, 10, 10}, false, true, true},
+                                   {{32, 12}, true, true, true},         {{32, 12}, false, false, false},
+                                   {{5, 7, 33}, true, false, false},     {{5, 7, 33}, true, true, false},
+                                   {{5, 7, 33}, true, false, true},      {{5, 7, 33}, false, false, true},
+                                   {{2, 3, 1, 1}, true, true, true},     {{1, 4, 3, 1}, false, true, false}};
+  std::uint64_t seed = 40;
+  for (const Case& c : cases)
+    BOOST_TEST_CONTEXT("x " << shape_str(c.x) << (c.training ? " training" : " eval") << " weight " << c.weight
+                            << " bias " << c.bias) {
+      const std::int64_t C = c.x[1];
+      const Tensor rm = input({C}, seed++, -0.5, 0.5, false), rv = input({C}, seed++, 0.3, 2.0, false);
+      std::vector<Tensor> in{input(c.x, seed++, -2, 3), rm, rv};
+      if (c.weight) in.push_back(input({C}, seed++, 0.5, 1.5));
+      if (c.bias) in.push_back(input({C}, seed++));
+      check_parity([&](const std::vector<Tensor>& t) {
+        const Tensor w = c.weight ? t[3] : Tensor(), b = c.bias ? t[c.weight ? 4 : 3] : Tensor();
+        // The running statistics are copies: each run updates its own.
+        return tessera::batch_norm(t[0], w, b, t[1].detach().clone(), t[2].detach().clone(), c.training);
+      }, in);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_at_its_edges) {
+  // A constant channel (variance 0: xhat is 0 and rstd = 1/sqrt(eps) is large), a single
+  // spatial position, and values far from zero.
+  Tensor x = input({6, 3, 2, 2}, 50, -1, 1);
+  std::vector<double> v = x.detach().to_vector<double>();
+  for (std::int64_t b = 0; b < 6; ++b)
+    for (std::int64_t i = 0; i < 4; ++i) v[(b * 3 + 1) * 4 + i] = 0.7;
+  Tensor constant = from_vector(v, x.shape(), {.dtype = f64});
+  constant.set_requires_grad(true);
+  const Tensor w = input({3}, 51, 0.5, 1.5), b = input({3}, 52);
+  check_parity([](const std::vector<Tensor>& t) { return tessera::batch_norm(t[0], t[1], t[2], {}, {}, true); },
+               {constant, w, b}, kRtol, 1e-4);  // 1/sqrt(eps) = 316 scales f32's rounding of the mean
+  check_parity([](const std::vector<Tensor>& t) { return tessera::batch_norm(t[0], t[1], t[2], {}, {}, true); },
+               {input({12, 5, 1, 1}, 53), input({5}, 55, 0.5, 1.5), input({5}, 56)});
+  // Far from zero the reference reads the same f32 values. The batch mean is itself rounded
+  // to f32 (spacing 9.8e-4 at 1e4), which bounds any f32 kernel at about 5e-4 / std; a
+  // variance computed as E[x^2] - E[x]^2 (f32 spacing 8 at 1e8) would be off by far more.
+  Generator g(54);
+  for (const double offset : {1e4, -1e4})
+    BOOST_TEST_CONTEXT("offset " << offset) {
+      const Tensor far = (randn({16, 4, 8, 8}, {.dtype = f64}, g) + offset).to(f32).to(f64);
+      Tensor ref = far.detach().clone();
+      ref.set_requires_grad(true);
+      check_parity([](const std::vector<Tensor>& t) { return tessera::batch_norm(t[0], {}, {}, {}, {}, true); },
+                   {ref}, 1e-3, 1e-3);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_running_statistics) {
+  // The in-place update of the running statistics (unbiased variance) in f32 and f64.
+  const Tensor x = input({6, 4, 5}, 60, -2, 3, false);
+  Tensor rm64 = input({4}, 61, -1, 1, false), rv64 = input({4}, 62, 0.5, 1.5, false);
+  Tensor rm32 = rm64.to(f32), rv32 = rv64.to(f32);
+  for (int step = 0; step < 3; ++step) {
+    tessera::batch_norm(x, {}, {}, rm64, rv64, true, 0.2);
+    tessera::batch_norm(x.to(f32), {}, {}, rm32, rv32, true, 0.2);
+  }
+  check_close(rm32, rm64, kRtol, kAtol);
+  check_close(rv32, rv64, kRtol, kAtol);
+}
+
 BOOST_AUTO_TEST_CASE(reductions_and_shape_ops) {
   check_parity([](const std::vector<Tensor>& in) { return sum(in[0], {0, 2}); }, {input({30, 7, 40}, 1)});
   check_parity([](const std::vector<Tensor>& in) { return mean(in[0], {1}, true); }, {input({30, 7, 40}, 2)});

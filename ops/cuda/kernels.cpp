@@ -10,6 +10,7 @@
 #include "ops/dropout_mask.h"
 #include "ops/axis_view.h"
 #include "tessera/ops/kernels.h"
+#include "tessera/ops/ops.h"
 
 namespace tessera::cuda {
 namespace {
@@ -504,6 +505,125 @@ void layer_norm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, c
                                    pb.defined() ? pb.raw_data() : nullptr, rows, D, chunk);
   if (dw.defined()) launch::sum_middle(t, pw.raw_data(), dw.raw_data(), 1, S, D, S);
   if (db.defined()) launch::sum_middle(t, pb.raw_data(), db.raw_data(), 1, S, D, S);
+}
+
+// ---------------------------------------------------------------- batch norm
+
+namespace {
+
+// x (B, C, S...) as (B, C, S); every tensor f32/f64 like x, the per-channel ones (C).
+AxisView check_batch_norm(const char* op, const Tensor& x, std::initializer_list<std::pair<const Tensor*, const char*>> per_channel) {
+  require_float(op, x, "x");
+  TESSERA_CHECK(x.dim() >= 2, ShapeError, "{}: x {} must be (B, C, ...)", op, shape_str(x.shape()));
+  const AxisView v = axis_view(x.shape(), 1);
+  for (const auto& [t, name] : per_channel) {
+    if (!t->defined()) continue;
+    require_float(op, *t, name);
+    require_same_dtype(op, x, "x", *t, name);
+    require_numel(op, *t, v.L, name);
+  }
+  return v;
+}
+
+}  // namespace
+
+void batch_norm_forward(const Tensor& x, const Tensor& w, const Tensor& b, bool training, double eps, Tensor& mean,
+                        Tensor& var, Tensor& y) {
+  const char* op = "batch_norm";
+  const AxisView v = check_batch_norm(op, x, {{&w, "weight"}, {&b, "bias"}, {&mean, "mean"}, {&var, "var"}});
+  TESSERA_CHECK(mean.defined() && var.defined(), Error, "batch_norm: mean and var must be defined");
+  require_float(op, y, "y");
+  require_same_dtype(op, x, "x", y, "y");
+  require_numel(op, y, x.numel(), "y");
+  if (x.numel() == 0) return;
+  const Elem t = elem_of(x.dtype());
+  if (training) launch::batch_norm_stats(t, x.raw_data(), mean.raw_data(), var.raw_data(), v.A, v.L, v.B);
+  launch::batch_norm_apply(t, x.raw_data(), mean.raw_data(), var.raw_data(), w.defined() ? w.raw_data() : nullptr,
+                           b.defined() ? b.raw_data() : nullptr, y.raw_data(), v.A, v.L, v.B, eps);
+}
+
+void batch_norm_backward(const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& var, const Tensor& dy,
+                         bool training, double eps, Tensor& dx, Tensor& dw, Tensor& db) {
+  const char* op = "batch_norm_backward";
+  const AxisView v =
+      check_batch_norm(op, x, {{&w, "weight"}, {&mean, "mean"}, {&var, "var"}, {&dw, "dw"}, {&db, "db"}});
+  TESSERA_CHECK(mean.defined() && var.defined(), Error, "batch_norm_backward: mean and var must be defined");
+  for (const auto& [t, name] : {std::pair<const Tensor*, const char*>{&dy, "dy"}, {&dx, "dx"}}) {
+    if (t == &dx && !dx.defined()) continue;
+    require_float(op, *t, name);
+    require_same_dtype(op, x, "x", *t, name);
+    require_numel(op, *t, x.numel(), name);
+  }
+  if (x.numel() == 0) {
+    if (dw.defined()) fill_zero(dw.raw_data(), dw.nbytes(), op);
+    if (db.defined()) fill_zero(db.raw_data(), db.nbytes(), op);
+    return;
+  }
+  const Elem t = elem_of(x.dtype());
+  // dw is the sum of dy * xhat and db the sum of dy: the sums dx needs anyway.
+  Tensor sum_dy = db.defined() ? db : device_scratch(v.L, x.dtype());
+  Tensor sum_dy_xhat = dw.defined() ? dw : device_scratch(v.L, x.dtype());
+  launch::batch_norm_backward_sums(t, x.raw_data(), mean.raw_data(), var.raw_data(), dy.raw_data(),
+                                   sum_dy.raw_data(), sum_dy_xhat.raw_data(), v.A, v.L, v.B, eps);
+  if (dx.defined())
+    launch::batch_norm_backward_dx(t, x.raw_data(), mean.raw_data(), var.raw_data(),
+                                   w.defined() ? w.raw_data() : nullptr, dy.raw_data(), sum_dy.raw_data(),
+                                   sum_dy_xhat.raw_data(), dx.raw_data(), v.A, v.L, v.B, eps, training);
+}
+
+// ---------------------------------------------------------------- pooling
+
+namespace {
+
+Pool2dGeometry check_pool2d(const char* op, const Shape& x, const Shape& y, const Pool2dOptions& o) {
+  TESSERA_CHECK(x.size() == 4 && y.size() == 4, ShapeError, "{}: x {} and y {} must be 4-D (B, C, H, W)", op,
+                shape_str(x), shape_str(y));
+  TESSERA_CHECK(o.kernel_h >= 1 && o.kernel_w >= 1 && o.stride_h >= 1 && o.stride_w >= 1 && o.pad_h >= 0 &&
+                    o.pad_w >= 0 && 2 * o.pad_h <= o.kernel_h && 2 * o.pad_w <= o.kernel_w,
+                ShapeError, "{}: kernel {}x{}, stride ({}, {}), padding ({}, {}): sizes >= 1, padding at most half the kernel",
+                op, o.kernel_h, o.kernel_w, o.stride_h, o.stride_w, o.pad_h, o.pad_w);
+  const std::int64_t hp = x[2] + 2 * o.pad_h, wp = x[3] + 2 * o.pad_w;
+  TESSERA_CHECK(x[2] >= 1 && x[3] >= 1 && hp >= o.kernel_h && wp >= o.kernel_w, ShapeError,
+                "{}: kernel {}x{} does not fit x {} with padding ({}, {})", op, o.kernel_h, o.kernel_w, shape_str(x),
+                o.pad_h, o.pad_w);
+  const Shape want{x[0], x[1], (hp - o.kernel_h) / o.stride_h + 1, (wp - o.kernel_w) / o.stride_w + 1};
+  TESSERA_CHECK(y == want, ShapeError, "{}: output {} should be {} for x {}", op, shape_str(y), shape_str(want),
+                shape_str(x));
+  return {x[0],       x[1],       x[2],    x[3],    want[2], want[3], o.kernel_h, o.kernel_w,
+          o.stride_h, o.stride_w, o.pad_h, o.pad_w, o.count_include_pad};
+}
+
+}  // namespace
+
+void pool2d_forward(PoolKind kind, const Tensor& x, const Pool2dOptions& opts, Tensor& y, Tensor& workspace) {
+  const bool max = kind == PoolKind::max;
+  const char* op = max ? "max_pool2d" : "avg_pool2d";
+  require_float(op, x, "x");
+  require_float(op, y, "y");
+  require_same_dtype(op, x, "x", y, "y");
+  const Pool2dGeometry g = check_pool2d(op, x.shape(), y.shape(), opts);
+  workspace = max ? empty(y.shape(), {.dtype = DType::i64, .device = x.device()}) : Tensor();
+  if (y.numel() == 0) return;
+  launch::pool2d_forward(elem_of(x.dtype()), max, x.raw_data(), y.raw_data(),
+                         max ? workspace.data<std::int64_t>() : nullptr, g);
+}
+
+void pool2d_backward(PoolKind kind, const Tensor& dy, const Tensor& workspace, const Pool2dOptions& opts, Tensor& dx) {
+  const bool max = kind == PoolKind::max;
+  const char* op = max ? "max_pool2d_backward" : "avg_pool2d_backward";
+  require_float(op, dy, "dy");
+  require_float(op, dx, "dx");
+  require_same_dtype(op, dy, "dy", dx, "dx");
+  const Pool2dGeometry g = check_pool2d(op, dx.shape(), dy.shape(), opts);
+  if (max) {
+    require_cuda(op, workspace, "workspace");
+    TESSERA_CHECK(workspace.dtype() == DType::i64 && workspace.shape() == dy.shape(), ShapeError,
+                  "{}: workspace {} {} is not the forward's argmax (i64 {})", op, shape_str(workspace.shape()),
+                  workspace.dtype(), shape_str(dy.shape()));
+  }
+  if (dx.numel() == 0) return;
+  launch::pool2d_backward(elem_of(dy.dtype()), max, dy.raw_data(), max ? workspace.data<std::int64_t>() : nullptr,
+                          dx.raw_data(), g);
 }
 
 // ---------------------------------------------------------------- dropout, cross entropy

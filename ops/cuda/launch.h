@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "ops/pool_window.h"         // plain C++17: nvcc compiles it too
 #include "tessera/ops/unary_ops.h"  // plain C++17: nvcc compiles it too
 
 namespace tessera::cuda::launch {
@@ -103,6 +104,28 @@ void cross_entropy_forward(Elem t, const void* logits, const std::int64_t* targe
                            i64 C, double smoothing, std::int64_t ignore_index);
 void cross_entropy_backward(Elem t, const void* logits, const std::int64_t* target, const void* dloss,
                             void* dlogits, i64 N, i64 C, double smoothing, std::int64_t ignore_index);
+
+// ---- batch norm: x, y, dy, dx (B, C, S) per channel C; mean, var (C) biased statistics
+// mean, var = the batch statistics of x (two passes, one block per channel).
+void batch_norm_stats(Elem t, const void* x, void* mean, void* var, i64 B, i64 C, i64 S);
+// y = w (x - mean) rstd + b, rstd = 1 / sqrt(var + eps); w, b may be null.
+void batch_norm_apply(Elem t, const void* x, const void* mean, const void* var, const void* w, const void* b,
+                      void* y, i64 B, i64 C, i64 S, double eps);
+// sum_dy, sum_dy_xhat (C): per channel sums of dy and dy * xhat.
+void batch_norm_backward_sums(Elem t, const void* x, const void* mean, const void* var, const void* dy,
+                              void* sum_dy, void* sum_dy_xhat, i64 B, i64 C, i64 S, double eps);
+// dx from dy and the sums (bn_input_grad of ops/batch_norm_math.h); w may be null.
+void batch_norm_backward_dx(Elem t, const void* x, const void* mean, const void* var, const void* w,
+                            const void* dy, const void* sum_dy, const void* sum_dy_xhat, void* dx, i64 B, i64 C,
+                            i64 S, double eps, bool training);
+
+// ---- pooling (the window arithmetic of ops/pool_window.h)
+// x (B, C, H, W) -> y (B, C, OH, OW); max: argmax (B, C, OH, OW) receives the offset h * W + w
+// of each window's first maximum.
+void pool2d_forward(Elem t, bool max, const void* x, void* y, std::int64_t* argmax, const Pool2dGeometry& g);
+// dy (B, C, OH, OW) -> dx (B, C, H, W), overwritten; one thread per input, no atomics.
+void pool2d_backward(Elem t, bool max, const void* dy, const std::int64_t* argmax, void* dx,
+                     const Pool2dGeometry& g);
 
 // ---- convolution helpers
 struct ConvGeometry {

@@ -15,8 +15,10 @@
 namespace tessera {
 
 struct Conv2dOptions;
+struct Pool2dOptions;
 
 enum class BinaryOp { add, sub, mul, div };
+enum class PoolKind { max, avg };  // avg: Pool2dOptions::count_include_pad says which divisor
 
 
 // Every kernel once: X(return type, name, (parameters), (arguments), the device that routes
@@ -91,6 +93,28 @@ enum class BinaryOp { add, sub, mul, div };
   X(void, conv2d_backward_weights,                                                                          \
     (const Tensor& x, const Tensor& dy, const Conv2dOptions& opts, Tensor& dw, Tensor& db),                \
     (x, dy, opts, dw, db), x.device())                                                                      \
+  /* x (B, C, H, W) -> y (B, C, OH, OW). max: the kernel sets `workspace` to what its backward reads   */ \
+  /* (CPU f32: oneDNN's workspace, as i64 words; elsewhere i64 (B, C, OH, OW), the offset h * W + w    */ \
+  /* of each window's first maximum); avg leaves it undefined                                          */ \
+  X(void, pool2d_forward,                                                                                   \
+    (PoolKind kind, const Tensor& x, const Pool2dOptions& opts, Tensor& y, Tensor& workspace),              \
+    (kind, x, opts, y, workspace), x.device())                                                              \
+  /* dy (B, C, OH, OW) -> dx (B, C, H, W), overwritten; workspace: the forward's (max only) */             \
+  X(void, pool2d_backward,                                                                                  \
+    (PoolKind kind, const Tensor& dy, const Tensor& workspace, const Pool2dOptions& opts, Tensor& dx),      \
+    (kind, dy, workspace, opts, dx), dy.device())                                                           \
+  /* x (B, C, ...) per channel C over the other axes; w, b (C) or undefined -> y like x. training: mean */ \
+  /* and var (C) receive the batch mean and biased variance; else they hold the statistics to use      */ \
+  X(void, batch_norm_forward,                                                                               \
+    (const Tensor& x, const Tensor& w, const Tensor& b, bool training, double eps, Tensor& mean,           \
+     Tensor& var, Tensor& y),                                                                               \
+    (x, w, b, training, eps, mean, var, y), x.device())                                                     \
+  /* mean, var (C) as the forward used them; training: dx also flows through the batch statistics;      */ \
+  /* dx, dw, db may be undefined (not needed)                                                           */ \
+  X(void, batch_norm_backward,                                                                              \
+    (const Tensor& x, const Tensor& w, const Tensor& mean, const Tensor& var, const Tensor& dy,             \
+     bool training, double eps, Tensor& dx, Tensor& dw, Tensor& db),                                        \
+    (x, w, mean, var, dy, training, eps, dx, dw, db), x.device())                                           \
   /* out = x * keep / (1 - p), keep drawn from Philox(seed, offset + i) */                                 \
   X(void, dropout, (const Tensor& x, double p, std::uint64_t seed, std::uint64_t offset, Tensor& out),      \
     (x, p, seed, offset, out), x.device())                                                                  \

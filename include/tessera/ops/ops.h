@@ -125,6 +125,29 @@ struct Conv2dOptions {
 // x (B, C, H, W), w (O, C, KH, KW), bias (O) or undefined -> (B, O, H', W').
 Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias = {}, Conv2dOptions opts = {});
 
+// ---------------------------------------------------------------- pooling
+struct Pool2dOptions {
+  std::int64_t kernel_h = 2, kernel_w = 2;
+  std::int64_t stride_h = 2, stride_w = 2;   // PyTorch's default stride is the kernel size; callers set it
+  std::int64_t pad_h = 0, pad_w = 0;         // max: padding never wins; avg: see count_include_pad
+  bool count_include_pad = true;             // avg only, as PyTorch's default
+};
+// x (B, C, H, W) -> (B, C, H', W'), H' = (H + 2 pad_h - kernel_h) / stride_h + 1 (floor, as PyTorch ceil_mode=False).
+// Padding is at most half the kernel (PyTorch's rule), so every window holds an input
+// element, and an average that counts the padding divides by kernel_h * kernel_w.
+// max_pool2d's gradient goes to each window's first maximum (row-major within the window).
+Tensor max_pool2d(const Tensor& x, Pool2dOptions opts);
+Tensor avg_pool2d(const Tensor& x, Pool2dOptions opts);
+
+// ---------------------------------------------------------------- batch normalization
+// x (B, C, ...) normalised per channel C (axis 1) over every other axis. In training: batch
+// statistics, and running_mean / running_var (C) updated in place, when defined, as PyTorch does
+// (running = (1 - momentum) running + momentum * stat, the variance unbiased: n/(n-1)); not recorded
+// on the tape. Not training: running_mean / running_var are used (must be defined).
+// weight, bias (C) optional (affine). Gradients flow to x, weight and bias (training and eval).
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                  const Tensor& running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+
 // ---------------------------------------------------------------- regularisation and loss
 // Zeroes each element with probability p and scales the rest by 1/(1-p). Identity when
 // !training or p == 0. The mask comes from (generator seed, offset): backward regenerates it.
