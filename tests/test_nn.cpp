@@ -1,6 +1,9 @@
 // nn: the Module tree, every layer's gradients (f64), and the attention layers against
 // small hand-computed examples.
+#include <algorithm>
 #include <cmath>
+#include <numeric>
+#include <random>
 
 #include "tessera/autograd/safetensors.h"
 #include "tessera/nn/attention.h"
@@ -303,6 +306,75 @@ BOOST_AUTO_TEST_CASE(word_region_attention) {
                         {input({2, 4, 6}, 1), input({2, 3, 5}, 2)});
 }
 
+BOOST_AUTO_TEST_CASE(masked_self_attention) {
+  nn::MultiHeadSelfAttention a(8, 2);
+  // Sample 1 pads its last two tokens; with the causal mask, query 0 of a sample whose first
+  // token is padding has no key left (sample 2): its output is the projection's bias only.
+  const Tensor padding = from_vector<double>({0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0}, {3, 5});
+  for (const bool causal : {false, true})
+    BOOST_TEST_CONTEXT("causal " << causal) {
+      check_module(a, [&](const Tensor& x) { return a.forward(x, {.key_padding = padding, .causal = causal}); },
+                   {3, 5, 8});
+    }
+}
+
+BOOST_AUTO_TEST_CASE(a_query_with_every_key_masked_attends_to_nothing) {
+  const Tensor qkv = input({2, 3, 6}, 3);
+  const Tensor all_padded = from_vector<double>({1, 1, 1, 0, 0, 0}, {2, 3});
+  const Tensor out = self_attention(qkv, 2, 0.5, {.key_padding_mask = all_padded});
+  BOOST_TEST(sum(abs(slice(out, 0, 0, 1))).item() == 0.0);
+  // The other sample is untouched by the first one's mask.
+  test::check_close(slice(out, 0, 1, 2), slice(self_attention(qkv, 2, 0.5), 0, 1, 2), 1e-12, 0);
+  BOOST_CHECK_THROW(self_attention(qkv, 2, 0.5, {.key_padding_mask = zeros({2, 4})}), ShapeError);
+}
+
+BOOST_AUTO_TEST_CASE(rms_norm) {
+  nn::RMSNorm n(6, 1e-3);
+  check_module(n, [&](const Tensor& x) { return n(x); }, {2, 3, 6});
+}
+
+BOOST_AUTO_TEST_CASE(batch_norm_2d_in_training_and_eval) {
+  for (const bool affine : {true, false}) {
+    nn::BatchNorm2d bn(3, {.affine = affine});
+    check_module(bn, [&](const Tensor& x) { return bn(x); }, {4, 3, 2, 3});
+    bn.eval();
+    check_module(bn, [&](const Tensor& x) { return bn(x); }, {4, 3, 2, 3});
+  }
+}
+
+BOOST_AUTO_TEST_CASE(pooling_layers) {
+  // Distinct values keep max pooling away from ties (its kink).
+  const Tensor x = reshape(arange(2 * 3 * 6 * 6).to(DType::f64), {2, 3, 6, 6});
+  Generator g(7);
+  const Tensor shuffled = index_select(x.reshape({-1}), 0, from_vector<std::int64_t>(
+      [&] {
+        std::vector<std::int64_t> order(216);
+        std::iota(order.begin(), order.end(), 0);
+        std::shuffle(order.begin(), order.end(), std::mt19937_64(11));
+        return order;
+      }(), {216})).reshape({2, 3, 6, 6}) * 0.01;
+  nn::MaxPool2d max(3, {.stride = 2, .padding = 1});
+  test::check_gradients([&](const std::vector<Tensor>& in) { return max(in[0]); },
+                        {shuffled.detach().set_requires_grad()});
+  for (const bool count_pad : {true, false}) {
+    nn::AvgPool2d avg(3, {.stride = 2, .padding = 1, .count_include_pad = count_pad});
+    check_module(avg, [&](const Tensor& in) { return avg(in); }, {2, 3, 6, 5});
+  }
+  nn::GlobalAvgPool2d gap;
+  check_module(gap, [&](const Tensor& in) { return gap(in); }, {2, 3, 4, 5});
+  BOOST_TEST((nn::MaxPool2d(2)(zeros({1, 1, 6, 7})).shape() == Shape{1, 1, 3, 3}));  // stride = kernel
+}
+
+BOOST_AUTO_TEST_CASE(embedding) {
+  nn::Embedding e(5, 4);
+  e.to(DType::f64);
+  const Tensor ids = from_vector<std::int64_t>({0, 3, 3, 4, 1, 0}, {2, 3});  // repeats accumulate
+  BOOST_TEST((e(ids).shape() == Shape{2, 3, 4}));
+  test::check_gradients([&](const std::vector<Tensor>&) { return e(ids); }, {e.weight});
+  BOOST_CHECK_THROW(e(from_vector<std::int64_t>({5}, {1})), ShapeError);
+  BOOST_CHECK_THROW(e(zeros({2})), DTypeError);
+}
+
 BOOST_AUTO_TEST_SUITE_END()
 
 BOOST_AUTO_TEST_SUITE(layers)
@@ -424,6 +496,107 @@ BOOST_AUTO_TEST_CASE(attngan_on_a_hand_computed_example) {
   BOOST_TEST(c[0 * 4 + 2] == 2.0 / 3, boost::test_tools::tolerance(1e-12));
   BOOST_CHECK_THROW(w.forward(regions, words, ones({1, 4}, {.dtype = DType::f64})), ShapeError);  // all masked
   BOOST_CHECK_THROW(w.forward(regions.reshape({1, 4, 2}), words), ShapeError);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
+// ---------------------------------------------------------------- golden values from PyTorch
+
+BOOST_AUTO_TEST_SUITE(golden_layers)
+
+namespace {
+
+// tests/fixtures/make_layers_golden.py wrote these.
+const io::TensorMap& layers_golden() {
+  static const io::SafetensorsFile f =
+      io::load_safetensors(std::string(TESSERA_SOURCE_DIR) + "/tests/fixtures/layers_golden.safetensors");
+  return f.tensors;
+}
+
+// The fixture's CNN: indices as PyTorch's nn.Sequential numbers them.
+nn::Sequential golden_cnn() {
+  nn::Sequential s;
+  s.push_back(nn::Conv2d(2, 4, 3, {.padding = 1}));
+  s.push_back(nn::BatchNorm2d(4));
+  s.push_back(nn::ReLU());
+  s.push_back(nn::MaxPool2d(2));
+  s.push_back(nn::Conv2d(4, 4, 3, {.padding = 1}));
+  s.push_back(nn::BatchNorm2d(4));
+  s.push_back(nn::ReLU());
+  s.push_back(nn::AvgPool2d(3, {.stride = 1, .padding = 1, .count_include_pad = false}));
+  s.push_back(nn::GlobalAvgPool2d());
+  s.push_back(nn::Linear(4, 3));
+  return s;
+}
+
+struct GoldenTokens : nn::Module {
+  GoldenTokens()
+      : embed(register_module("embed", nn::Embedding(7, 8))),
+        norm(register_module("norm", nn::RMSNorm(8))),
+        attn(register_module("attn", nn::MultiHeadSelfAttention(8, 2))),
+        head(register_module("head", nn::Linear(8, 3))) {}
+  std::string type_name() const override { return "GoldenTokens"; }
+  Tensor forward(const Tensor& tokens, const Tensor& padding) {
+    return head(mean(attn.forward(norm(embed(tokens)), {.key_padding = padding, .causal = true}), {1}));
+  }
+  nn::Embedding& embed;
+  nn::RMSNorm& norm;
+  nn::MultiHeadSelfAttention& attn;
+  nn::Linear& head;
+};
+
+void load_params(nn::Module& m, const std::string& prefix, DType dtype) {
+  m.to(dtype);
+  nn::NamedTensors state;
+  for (const auto& [name, t] : m.state_dict())
+    state.emplace_back(name, layers_golden().count(prefix + name) ? layers_golden().at(prefix + name) : t);
+  m.load_state_dict(state);
+}
+
+void check_grads(const nn::Module& m, const std::string& prefix, double rtol, double atol) {
+  for (const auto& [name, p] : m.named_parameters())
+    BOOST_TEST_CONTEXT("gradient of " << name) {
+      test::check_close(p.grad(), layers_golden().at(prefix + name), rtol, atol);
+    }
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(cnn_with_batch_norm_and_pooling_matches_pytorch) {
+  const auto& g = layers_golden();
+  for (const auto [dtype, rtol, atol] : {std::tuple{DType::f64, 1e-5, 1e-10}, {DType::f32, 2e-4, 1e-5}})
+    BOOST_TEST_CONTEXT(dtype_name(dtype)) {
+      nn::Sequential m = golden_cnn();
+      load_params(m, "cnn.param.", dtype);
+      const Tensor x = g.at("cnn.input").to(dtype);
+      const Tensor logits = m(x);
+      const Tensor loss = cross_entropy(logits, g.at("cnn.labels"));
+      test::check_close(logits, g.at("cnn.logits"), rtol, atol);
+      test::check_close(loss.reshape({1}), g.at("cnn.loss"), rtol, atol);
+      backward(loss);
+      check_grads(m, "cnn.grad.", rtol, atol);
+      // The running statistics after that step (unbiased variance, momentum 0.1) ...
+      for (const auto& [name, b] : m.named_buffers())
+        BOOST_TEST_CONTEXT("buffer " << name) { test::check_close(b, g.at("cnn.after." + name), rtol, atol); }
+      // ... are what eval mode normalises with.
+      m.eval();
+      test::check_close(m(x), g.at("cnn.eval_logits"), rtol, atol);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(embedding_rms_norm_and_masked_attention_match_pytorch) {
+  const auto& g = layers_golden();
+  for (const auto [dtype, rtol, atol] : {std::tuple{DType::f64, 1e-5, 1e-10}, {DType::f32, 2e-4, 1e-5}})
+    BOOST_TEST_CONTEXT(dtype_name(dtype)) {
+      GoldenTokens m;
+      load_params(m, "tokens.param.", dtype);
+      const Tensor logits = m.forward(g.at("tokens.input"), g.at("tokens.padding"));
+      const Tensor loss = cross_entropy(logits, g.at("tokens.labels"));
+      test::check_close(logits, g.at("tokens.logits"), rtol, atol);
+      test::check_close(loss.reshape({1}), g.at("tokens.loss"), rtol, atol);
+      backward(loss);
+      check_grads(m, "tokens.grad.", rtol, atol);
+    }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

@@ -1,5 +1,6 @@
-// The basic layers: Linear, LayerNorm, Conv2d, activations, Dropout, DropPath, Identity,
-// Sequential. Letters: B batch, N tokens, D width, C channels, H/W height/width.
+// The basic layers: Linear, Embedding, LayerNorm, RMSNorm, BatchNorm2d, Conv2d, pooling,
+// activations, Dropout, DropPath, Identity, Flatten, Sequential. Letters: B batch, N tokens,
+// D width, C channels, H/W height/width.
 #pragma once
 
 #include <memory>
@@ -40,6 +41,39 @@ class LayerNorm : public UnaryModule {
   double eps;
 };
 
+// Root-mean-square normalisation of the last axis (Zhang & Sennrich, 2019): x (..., D) ->
+// x / sqrt(mean(x^2) + eps) * weight. Composed of primitive ops: its gradient is theirs.
+class RMSNorm : public UnaryModule {
+ public:
+  explicit RMSNorm(std::int64_t dim, double eps = 1e-6);
+  std::string type_name() const override { return "RMSNorm"; }
+  Tensor forward(const Tensor& x) override;
+
+  Tensor weight;  // (D), ones
+  double eps;
+};
+
+struct BatchNormOptions {
+  double eps = 1e-5;
+  double momentum = 0.1;  // running = (1 - momentum) running + momentum * batch statistic
+  bool affine = true;     // learn weight (ones) and bias (zeros)
+};
+
+// Batch normalisation over (B, H, W) per channel: x (B, C, H, W) -> (B, C, H, W). Training
+// normalises with the batch's statistics and updates the running ones (buffers running_mean,
+// running_var and num_batches_tracked, saved with the model as in PyTorch); eval uses the
+// running ones. Under data-parallel training each process keeps its own statistics.
+class BatchNorm2d : public UnaryModule {
+ public:
+  explicit BatchNorm2d(std::int64_t channels, BatchNormOptions opts = {});
+  std::string type_name() const override { return "BatchNorm2d"; }
+  Tensor forward(const Tensor& x) override;
+
+  Tensor weight, bias;  // undefined without affine
+  Tensor running_mean, running_var, num_batches_tracked;
+  BatchNormOptions opts;
+};
+
 struct Conv2dLayerOptions {
   std::int64_t stride = 1;
   std::int64_t padding = 0;
@@ -58,6 +92,54 @@ class Conv2d : public UnaryModule {
   Conv2dOptions conv;
 };
 
+struct PoolOptions {
+  std::int64_t stride = 0;  // 0: the kernel size, as PyTorch
+  std::int64_t padding = 0;
+  bool count_include_pad = true;  // AvgPool2d: padded zeros count in the average
+};
+
+// Max over kernel x kernel windows: x (B, C, H, W) -> (B, C, H', W').
+class MaxPool2d : public UnaryModule {
+ public:
+  explicit MaxPool2d(std::int64_t kernel, PoolOptions opts = {});
+  std::string type_name() const override { return "MaxPool2d"; }
+  Tensor forward(const Tensor& x) override { return max_pool2d(x, pool); }
+  Pool2dOptions pool;
+};
+
+// Mean over kernel x kernel windows: x (B, C, H, W) -> (B, C, H', W').
+class AvgPool2d : public UnaryModule {
+ public:
+  explicit AvgPool2d(std::int64_t kernel, PoolOptions opts = {});
+  std::string type_name() const override { return "AvgPool2d"; }
+  Tensor forward(const Tensor& x) override { return avg_pool2d(x, pool); }
+  Pool2dOptions pool;
+};
+
+// Mean over all positions: x (B, C, H, W) -> (B, C).
+class GlobalAvgPool2d : public UnaryModule {
+ public:
+  std::string type_name() const override { return "GlobalAvgPool2d"; }
+  Tensor forward(const Tensor& x) override;
+};
+
+// x (B, d1, d2, ...) -> (B, d1 * d2 * ...).
+class Flatten : public UnaryModule {
+ public:
+  std::string type_name() const override { return "Flatten"; }
+  Tensor forward(const Tensor& x) override { return x.flatten(1); }
+};
+
+// A lookup table: indices i64 (any shape) -> (..., D) rows of weight (num, D), N(0, 1) at start.
+class Embedding : public UnaryModule {
+ public:
+  Embedding(std::int64_t num_embeddings, std::int64_t dim, Generator& gen = default_generator());
+  std::string type_name() const override { return "Embedding"; }
+  Tensor forward(const Tensor& indices) override;
+
+  Tensor weight;
+};
+
 class ReLU : public UnaryModule {
  public:
   std::string type_name() const override { return "ReLU"; }
@@ -72,6 +154,13 @@ class GELU : public UnaryModule {
 
  private:
   GeluApprox approx_;
+};
+
+// x * sigmoid(x), also called swish.
+class SiLU : public UnaryModule {
+ public:
+  std::string type_name() const override { return "SiLU"; }
+  Tensor forward(const Tensor& x) override { return silu(x); }
 };
 
 class Identity : public UnaryModule {

@@ -172,7 +172,7 @@ struct AttentionOptions {
   // Masks (either makes the op run its composition): keys whose key_padding_mask (B, N) entry
   // is non-zero are ignored, and with `causal` query i sees keys j <= i only. A query whose
   // keys are all masked attends to nothing: its output is zero (PyTorch would give NaN).
-  Tensor key_padding_mask;
+  Tensor key_padding_mask{};
   bool causal = false;
 };
 // Multi-head self-attention on a fused projection: qkv (B, N, 3D) holding q, k, v for
