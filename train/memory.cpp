@@ -30,6 +30,10 @@ std::string bytes_text(double bytes) {
 MemoryProbe probe_memory(nn::UnaryModule& model, const Shape& sample, bool with_training) {
   const GeneratorState rng = default_generator().state();
   const bool was_training = model.is_training();
+  // The probe's forward passes must leave no trace: running statistics (batch norm) are
+  // buffers that a training pass updates, so they are put back afterwards.
+  std::vector<std::pair<Tensor, Tensor>> buffers;
+  for (const auto& [name, b] : model.named_buffers()) buffers.emplace_back(b, b.detach().clone());
   MemoryProbe p;
   p.weights = static_cast<double>(cpu_allocator().stats().in_use);
   auto images = [&](std::int64_t b) {
@@ -38,25 +42,35 @@ MemoryProbe probe_memory(nn::UnaryModule& model, const Shape& sample, bool with_
     return zeros(s);
   };
   auto labels = [&](std::int64_t b) { return zeros({b}, {.dtype = DType::i64}); };
+  // Batches of 2 and 4: batch norm cannot train on one sample per channel.
+  constexpr std::int64_t kSmall = 2, kLarge = 4;
+  const auto fit = [](double small, double large, double& fixed, double& per_sample) {
+    per_sample = std::max((large - small) / static_cast<double>(kLarge - kSmall), 0.0);
+    fixed = std::max(small - static_cast<double>(kSmall) * per_sample, 0.0);
+  };
   double at[2] = {0, 0};
   if (with_training) {
     model.train();
-    for (const std::int64_t b : {1, 2}) {
+    for (const int i : {0, 1}) {
+      const std::int64_t b = i == 0 ? kSmall : kLarge;
       model.zero_grad();
-      at[b - 1] = peak_above_now([&] { backward(cross_entropy(model(images(b)), labels(b))); });
+      at[i] = peak_above_now([&] { backward(cross_entropy(model(images(b)), labels(b))); });
     }
     model.zero_grad();
-    p.train_per_sample = std::max(at[1] - at[0], 0.0);
-    p.train_fixed = std::max(at[0] - p.train_per_sample, 0.0);
+    fit(at[0], at[1], p.train_fixed, p.train_per_sample);
   }
   model.eval();
-  for (const std::int64_t b : {1, 2}) {
+  for (const int i : {0, 1}) {
     NoGradGuard no_grad;
-    at[b - 1] = peak_above_now([&] { (void)model(images(b)); });
+    const std::int64_t b = i == 0 ? kSmall : kLarge;
+    at[i] = peak_above_now([&] { (void)model(images(b)); });
   }
-  p.eval_per_sample = std::max(at[1] - at[0], 0.0);
-  p.eval_fixed = std::max(at[0] - p.eval_per_sample, 0.0);
+  fit(at[0], at[1], p.eval_fixed, p.eval_per_sample);
   model.train(was_training);
+  {
+    NoGradGuard no_grad;
+    for (auto& [live, saved] : buffers) live.copy_(saved);
+  }
   default_generator().set_state(rng);
   return p;
 }

@@ -246,22 +246,70 @@ std::string stop_reason(int signal) {
 
 }  // namespace
 
-TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
-  using clock = std::chrono::steady_clock;
-  const auto run_start = clock::now();
+namespace {
+
+// One training run. train() drives it top to bottom: prepare (refuse what cannot run, lock
+// the directory, open the data, build the model and optimizer, check memory and the output
+// directory), start or resume, then per epoch train and end the epoch (evaluate, log,
+// checkpoint), then finish. A step that stops the run returns its result.
+class Run {
+ public:
+  Run(const TrainConfig& cfg, const TrainOptions& opts);
+  void start_or_resume();
+  bool done() const { return st_.epoch >= cfg_.train.epochs; }
+  std::optional<TrainResult> train_epoch();
+  std::optional<TrainResult> end_epoch();
+  TrainResult finish();
+
+ private:
+  struct StepOutcome {
+    double loss = 0, grad_norm = 0;
+    std::int64_t correct = 0;
+  };
+  StepOutcome train_step(const datasets::Batch& b, double lr);
+  EvalResult evaluate_now();
+  void append_metrics(const EvalResult& ev, double epoch_seconds);
+  std::filesystem::path save(const char* file);
+  TrainResult stop(TrainResult::Status status, std::string message);
+  bool should_stop() const;
+  int stop_signal() const { return opts_.stop ? opts_.stop->load() : 0; }
+
+  using Clock = std::chrono::steady_clock;
+  const TrainConfig& cfg_;
+  const TrainOptions& opts_;
+  const Clock::time_point run_start_ = Clock::now();
+  const fs::path out_dir_;
+  std::unique_ptr<RunLock> lock_;  // held until the run ends
+  datasets::DatasetPtr train_set_, test_set_;
+  datasets::ChannelStats stats_;
+  std::optional<datasets::DataLoader> train_loader_, test_loader_;
+  std::unique_ptr<nn::UnaryModule> model_;
+  std::unique_ptr<optim::Optimizer> opt_;
+  std::vector<Tensor> params_;
+  std::int64_t steps_per_epoch_ = 0;
+  optim::LrSchedule schedule_;
+  CheckpointInfo info_;
+  TrainState& st_ = info_.state;
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> log_{nullptr, std::fclose};
+  std::optional<Progress> progress_;
+  std::optional<AutocastGuard> precision_;
+  Clock::time_point epoch_start_;
+  TrainResult result_;
+};
+
+Run::Run(const TrainConfig& cfg, const TrainOptions& opts) : cfg_(cfg), opts_(opts), out_dir_(cfg.train.output_dir) {
   check_runnable(cfg);
   set_threads(cfg.train.threads);
-  const fs::path out_dir = cfg.train.output_dir;
-  const RunLock lock(out_dir);  // held until the run ends
+  lock_ = std::make_unique<RunLock>(out_dir_);
 
   // Data first: a missing or corrupt file should fail before anything is written.
-  const datasets::DatasetPtr train_set = open_dataset(cfg, datasets::Split::train);
-  const datasets::DatasetPtr test_set = open_dataset(cfg, datasets::Split::test, train_set->class_names());
-  const datasets::ChannelStats stats = normalization(cfg, *train_set);
-  datasets::DataLoader train_loader = make_loader(cfg, train_set, stats, true);
-  datasets::DataLoader test_loader = make_loader(cfg, test_set, stats, false);
+  train_set_ = open_dataset(cfg, datasets::Split::train);
+  test_set_ = open_dataset(cfg, datasets::Split::test, train_set_->class_names());
+  stats_ = normalization(cfg, *train_set_);
+  train_loader_.emplace(make_loader(cfg, train_set_, stats_, true));
+  test_loader_.emplace(make_loader(cfg, test_set_, stats_, false));
 
-  std::unique_ptr<nn::UnaryModule> model = [&] {
+  model_ = [&] {
     try {
       return build_model(cfg);
     } catch (const DeviceError& e) {
@@ -269,162 +317,196 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
                                     e.what()));
     }
   }();
-  check_run_memory(cfg, *model, *train_set, *test_set);
-  std::unique_ptr<optim::Optimizer> opt = make_optimizer(cfg, *model);
-  const std::int64_t steps_per_epoch = train_loader.num_batches();
-  const optim::LrSchedule schedule = make_schedule(cfg, steps_per_epoch);
+  check_run_memory(cfg, *model_, *train_set_, *test_set_);
+  opt_ = make_optimizer(cfg, *model_);
+  params_ = model_->parameters();
+  steps_per_epoch_ = train_loader_->num_batches();
+  schedule_ = make_schedule(cfg, steps_per_epoch_);
+  check_output_dir(out_dir_, 4 * 4 * model_->num_parameters() + (1 << 20));
 
-  check_output_dir(out_dir, 4 * 4 * model->num_parameters() + (1 << 20));
-  const fs::path metrics_path = out_dir / kMetricsFile;
+  info_.config_yaml = dump_config(cfg);
+  info_.train_fingerprint = train_set_->fingerprint().to_string();
+  info_.test_fingerprint = test_set_->fingerprint().to_string();
+  info_.class_names = train_set_->class_names();
+  info_.normalize_mean = stats_.mean;
+  info_.normalize_std = stats_.std;
+}
 
-  CheckpointInfo info;
-  info.config_yaml = dump_config(cfg);
-  info.train_fingerprint = train_set->fingerprint().to_string();
-  info.test_fingerprint = test_set->fingerprint().to_string();
-  info.class_names = train_set->class_names();
-  info.normalize_mean = stats.mean;
-  info.normalize_std = stats.std;
-  TrainState& st = info.state;
-
+void Run::start_or_resume() {
+  const fs::path metrics = out_dir_ / kMetricsFile;
   std::string resumed;
-  if (opts.resume) {
-    const fs::path from = resolve_resume(*opts.resume);
-    restore(from, cfg, info, *model, *opt);
-    truncate_metrics(metrics_path, st.epoch);
-    resumed = fmt::format("resuming from {} at epoch {}, batch {} (step {})", from.string(), st.epoch + 1, st.batch,
-                          st.global_step);
+  if (opts_.resume) {
+    const fs::path from = resolve_resume(*opts_.resume);
+    restore(from, cfg_, info_, *model_, *opt_);
+    truncate_metrics(metrics, st_.epoch);
+    resumed = fmt::format("resuming from {} at epoch {}, batch {} (step {})", from.string(), st_.epoch + 1, st_.batch,
+                          st_.global_step);
   } else {
-    std::ofstream(metrics_path, std::ios::trunc);
+    std::ofstream(metrics, std::ios::trunc);
   }
-  std::ofstream(out_dir / kConfigFile, std::ios::trunc)
-      << fmt::format("# run on: {}\n", cpu_summary()) << info.config_yaml;
+  std::ofstream(out_dir_ / kConfigFile, std::ios::trunc)
+      << fmt::format("# run on: {}\n", cpu_summary()) << info_.config_yaml;
   // The run's own log: what a closed terminal would otherwise take with it.
-  const std::unique_ptr<std::FILE, int (*)(std::FILE*)> log(
-      std::fopen((out_dir / kLogFile).c_str(), opts.resume ? "a" : "w"), std::fclose);
-  Progress progress(opts.out, opts.live_progress.value_or(Progress::is_terminal(opts.out)), cfg.train.log_interval,
-                    log.get());
-  if (!resumed.empty()) progress.line(resumed);
-  progress.line(fmt::format("cpu: {}", cpu_summary()));
-  progress.line(fmt::format("model: {}, {} parameters; data: {} ({} train / {} test images); {} steps per epoch",
-                            cfg.model.name(), model->num_parameters(), cfg.data.dataset, train_set->size(), test_set->size(),
-                            steps_per_epoch));
+  log_.reset(std::fopen((out_dir_ / kLogFile).c_str(), opts_.resume ? "a" : "w"));
+  progress_.emplace(opts_.out, opts_.live_progress.value_or(Progress::is_terminal(opts_.out)), cfg_.train.log_interval,
+                    log_.get());
+  if (!resumed.empty()) progress_->line(resumed);
+  progress_->line(fmt::format("cpu: {}", cpu_summary()));
+  progress_->line(fmt::format("model: {}, {} parameters; data: {} ({} train / {} test images); {} steps per epoch",
+                              cfg_.model.name(), model_->num_parameters(), cfg_.data.dataset, train_set_->size(),
+                              test_set_->size(), steps_per_epoch_));
+  model_->train();
+  precision_.emplace(cfg_.train.precision);
+}
 
-  TrainResult result;
-  const Device device = cfg.train.device;
-  const std::int64_t epochs = cfg.train.epochs;
-  const std::vector<Tensor> params = model->parameters();
-  auto stop_signal = [&] { return opts.stop ? opts.stop->load() : 0; };
-  auto should_stop = [&] {
-    return stop_signal() != 0 || (opts.stop_at_step && st.global_step >= *opts.stop_at_step);
-  };
-  auto save = [&](const char* file) {
-    st.generator = default_generator().state();
-    const fs::path path = out_dir / file;
-    save_checkpoint(path, *model, opt->state_tensors(), info);
-    return path;
-  };
-  auto finish = [&](TrainResult::Status status, std::string message) {
-    result.status = status;
-    result.message = std::move(message);
-    progress.line(result.message);
-    return result;
-  };
-  model->train();
-  const AutocastGuard precision(cfg.train.precision);
+Run::StepOutcome Run::train_step(const datasets::Batch& b, double lr) {
+  opt_->set_lr(lr);
+  const Device device = cfg_.train.device;
+  const Tensor x = b.images.to(device), y = b.labels.to(device);
+  const Tensor logits = (*model_)(x);
+  const Tensor loss = cross_entropy(logits, y, {.label_smoothing = cfg_.train.label_smoothing});
+  StepOutcome r;
+  r.loss = loss.item();
+  if (!std::isfinite(r.loss)) return r;
+  opt_->zero_grad();
+  backward(loss);
+  if (cfg_.optim.clip_grad_norm > 0) r.grad_norm = optim::clip_grad_norm(params_, cfg_.optim.clip_grad_norm);
+  if (!std::isfinite(r.grad_norm)) return r;
+  opt_->step();
+  r.correct = count_correct(logits.cpu(), b.labels);
+  return r;
+}
 
-  while (st.epoch < epochs) {
-    const auto epoch_start = clock::now();
-    progress.start_epoch(st.epoch, epochs, steps_per_epoch, st.batch);
-    train_loader.set_epoch(st.epoch, st.batch);
-    for (const datasets::Batch& b : train_loader) {
-      const double lr = schedule.lr_at(st.global_step);
-      opt->set_lr(lr);
-      const Tensor x = b.images.to(device), y = b.labels.to(device);
-      const Tensor logits = (*model)(x);
-      const Tensor loss = cross_entropy(logits, y, {.label_smoothing = cfg.train.label_smoothing});
-      const double loss_value = loss.item();
-      double grad_norm = 0;
-      if (std::isfinite(loss_value)) {
-        opt->zero_grad();
-        backward(loss);
-        if (cfg.optim.clip_grad_norm > 0) grad_norm = optim::clip_grad_norm(params, cfg.optim.clip_grad_norm);
-      }
-      if (!std::isfinite(loss_value) || !std::isfinite(grad_norm)) {
-        // Nothing is saved: the last checkpoint on disk is the last good state.
-        clear_tape();
-        const fs::path last = out_dir / kLastCheckpoint;
-        return finish(TrainResult::Status::diverged,
-                      fmt::format("the {} became {} at epoch {}, step {}; stopping. The last good checkpoint is {}",
-                                  std::isfinite(loss_value) ? "gradient norm" : "loss",
-                                  std::isfinite(loss_value) ? grad_norm : loss_value, st.epoch + 1, st.batch + 1,
-                                  fs::exists(last) ? last.string() : "(none written yet)"));
-      }
-      opt->step();
-      ++st.global_step;
-      ++st.batch;
-      st.epoch_loss_sum += loss_value * static_cast<double>(b.size());
-      st.epoch_correct += count_correct(logits.cpu(), b.labels);
-      st.epoch_samples += b.size();
-      progress.step(st.batch, loss_value, lr, b.size());
-      if (should_stop() && st.batch < steps_per_epoch) {
-        result.last_checkpoint = save(kLastCheckpoint);
-        return finish(TrainResult::Status::interrupted,
-                      fmt::format("{} at epoch {}, step {}: wrote {}; continue with --resume {}",
-                                  stop_reason(stop_signal()), st.epoch + 1, st.batch, result.last_checkpoint.string(),
-                                  out_dir.string()));
-      }
+std::optional<TrainResult> Run::train_epoch() {
+  epoch_start_ = Clock::now();
+  progress_->start_epoch(st_.epoch, cfg_.train.epochs, steps_per_epoch_, st_.batch);
+  train_loader_->set_epoch(st_.epoch, st_.batch);
+  for (const datasets::Batch& b : *train_loader_) {
+    const double lr = schedule_.lr_at(st_.global_step);
+    const StepOutcome step = train_step(b, lr);
+    if (!std::isfinite(step.loss) || !std::isfinite(step.grad_norm)) {
+      // Nothing is saved: the last checkpoint on disk is the last good state.
+      clear_tape();
+      const fs::path last = out_dir_ / kLastCheckpoint;
+      const bool loss_bad = !std::isfinite(step.loss);
+      return stop(TrainResult::Status::diverged,
+                  fmt::format("the {} became {} at epoch {}, step {}; stopping. The last good checkpoint is {}",
+                              loss_bad ? "loss" : "gradient norm", loss_bad ? step.loss : step.grad_norm,
+                              st_.epoch + 1, st_.batch + 1, fs::exists(last) ? last.string() : "(none written yet)"));
     }
-    const double epoch_seconds = std::chrono::duration<double>(clock::now() - epoch_start).count();
-    const std::int64_t trained = st.epoch_samples;
-    const double train_loss = trained ? st.epoch_loss_sum / static_cast<double>(trained) : 0.0;
-    const double train_acc = trained ? static_cast<double>(st.epoch_correct) / static_cast<double>(trained) : 0.0;
-    const std::int64_t completed = st.epoch + 1;
-    const bool last_epoch = completed == epochs;
-    std::string summary = fmt::format("epoch {}/{} done in {}: train loss {:.4f} acc {:.2f}%", completed, epochs,
-                                      format_duration(epoch_seconds), train_loss, 100 * train_acc);
-    bool improved = false;
-    if (last_epoch || completed % std::max(cfg.train.eval_interval, 1) == 0) {
-      // Training's cached blocks go back first: the memory check counted one phase at a time.
-      cpu_allocator().empty_cache();
-      const EvalResult ev = evaluate(*model, test_loader, device);
-      cpu_allocator().empty_cache();
-      improved = ev.accuracy > st.best_accuracy;
-      if (improved) st.best_accuracy = ev.accuracy;
-      result.last_accuracy = ev.accuracy;
-      summary += fmt::format(" | test loss {:.4f} acc {:.2f}% (best {:.2f}%)", ev.loss, 100 * ev.accuracy,
-                             100 * st.best_accuracy);
-      const json m{{"epoch", completed},
-                   {"global_step", st.global_step},
-                   {"lr", schedule.lr_at(std::max<std::int64_t>(st.global_step - 1, 0))},
-                   {"train_loss", train_loss},
-                   {"train_accuracy", train_acc},
-                   {"test_loss", ev.loss},
-                   {"test_accuracy", ev.accuracy},
-                   {"epoch_seconds", epoch_seconds},
-                   {"train_images_per_second", epoch_seconds > 0 ? static_cast<double>(trained) / epoch_seconds : 0.0},
-                   {"elapsed_seconds", std::chrono::duration<double>(clock::now() - run_start).count()}};
-      std::ofstream(metrics_path, std::ios::app) << m.dump() << "\n";
+    ++st_.global_step;
+    ++st_.batch;
+    st_.epoch_loss_sum += step.loss * static_cast<double>(b.size());
+    st_.epoch_correct += step.correct;
+    st_.epoch_samples += b.size();
+    progress_->step(st_.batch, step.loss, lr, b.size());
+    if (should_stop() && st_.batch < steps_per_epoch_) {
+      result_.last_checkpoint = save(kLastCheckpoint);
+      return stop(TrainResult::Status::interrupted,
+                  fmt::format("{} at epoch {}, step {}: wrote {}; continue with --resume {}", stop_reason(stop_signal()),
+                              st_.epoch + 1, st_.batch, result_.last_checkpoint.string(), out_dir_.string()));
     }
-    progress.line(summary);
-    // From here the state is the start of the next epoch: what a resume continues from.
-    st.epoch = completed;
-    st.batch = 0;
-    st.epoch_loss_sum = 0;
-    st.epoch_correct = 0;
-    st.epoch_samples = 0;
-    result.epochs_done = completed;
-    if (improved) save(kBestCheckpoint);
-    const int every = cfg.train.checkpoint_interval;
-    const bool stopping = should_stop() && !last_epoch;
-    if (last_epoch || stopping || (every > 0 && completed % every == 0)) result.last_checkpoint = save(kLastCheckpoint);
-    if (stopping)
-      return finish(TrainResult::Status::interrupted,
-                    fmt::format("{} after epoch {}: wrote {}; continue with --resume {}", stop_reason(stop_signal()),
-                                completed, result.last_checkpoint.string(), out_dir.string()));
   }
-  result.best_accuracy = st.best_accuracy;
-  progress.line(fmt::format("finished {} epochs: best test accuracy {:.2f}%", epochs, 100 * st.best_accuracy));
-  return result;
+  return std::nullopt;
+}
+
+EvalResult Run::evaluate_now() {
+  // Training's cached blocks go back first: the memory check counted one phase at a time.
+  cpu_allocator().empty_cache();
+  const EvalResult ev = evaluate(*model_, *test_loader_, cfg_.train.device);
+  cpu_allocator().empty_cache();
+  return ev;
+}
+
+void Run::append_metrics(const EvalResult& ev, double epoch_seconds) {
+  const std::int64_t trained = st_.epoch_samples;
+  const json m{
+      {"epoch", st_.epoch + 1},
+      {"global_step", st_.global_step},
+      {"lr", schedule_.lr_at(std::max<std::int64_t>(st_.global_step - 1, 0))},
+      {"train_loss", trained ? st_.epoch_loss_sum / static_cast<double>(trained) : 0.0},
+      {"train_accuracy", trained ? static_cast<double>(st_.epoch_correct) / static_cast<double>(trained) : 0.0},
+      {"test_loss", ev.loss},
+      {"test_accuracy", ev.accuracy},
+      {"epoch_seconds", epoch_seconds},
+      {"train_images_per_second", epoch_seconds > 0 ? static_cast<double>(trained) / epoch_seconds : 0.0},
+      {"elapsed_seconds", std::chrono::duration<double>(Clock::now() - run_start_).count()}};
+  std::ofstream(out_dir_ / kMetricsFile, std::ios::app) << m.dump() << "\n";
+}
+
+std::optional<TrainResult> Run::end_epoch() {
+  const double epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start_).count();
+  const std::int64_t trained = st_.epoch_samples, epochs = cfg_.train.epochs;
+  const std::int64_t completed = st_.epoch + 1;
+  const bool last_epoch = completed == epochs;
+  std::string summary = fmt::format(
+      "epoch {}/{} done in {}: train loss {:.4f} acc {:.2f}%", completed, epochs, format_duration(epoch_seconds),
+      trained ? st_.epoch_loss_sum / static_cast<double>(trained) : 0.0,
+      trained ? 100.0 * static_cast<double>(st_.epoch_correct) / static_cast<double>(trained) : 0.0);
+  bool improved = false;
+  if (last_epoch || completed % std::max(cfg_.train.eval_interval, 1) == 0) {
+    const EvalResult ev = evaluate_now();
+    improved = ev.accuracy > st_.best_accuracy;
+    if (improved) st_.best_accuracy = ev.accuracy;
+    result_.last_accuracy = ev.accuracy;
+    summary += fmt::format(" | test loss {:.4f} acc {:.2f}% (best {:.2f}%)", ev.loss, 100 * ev.accuracy,
+                           100 * st_.best_accuracy);
+    append_metrics(ev, epoch_seconds);
+  }
+  progress_->line(summary);
+  // From here the state is the start of the next epoch: what a resume continues from.
+  st_.epoch = completed;
+  st_.batch = 0;
+  st_.epoch_loss_sum = 0;
+  st_.epoch_correct = 0;
+  st_.epoch_samples = 0;
+  result_.epochs_done = completed;
+  if (improved) save(kBestCheckpoint);
+  const int every = cfg_.train.checkpoint_interval;
+  const bool stopping = should_stop() && !last_epoch;
+  if (last_epoch || stopping || (every > 0 && completed % every == 0)) result_.last_checkpoint = save(kLastCheckpoint);
+  if (stopping)
+    return stop(TrainResult::Status::interrupted,
+                fmt::format("{} after epoch {}: wrote {}; continue with --resume {}", stop_reason(stop_signal()),
+                            completed, result_.last_checkpoint.string(), out_dir_.string()));
+  return std::nullopt;
+}
+
+TrainResult Run::finish() {
+  result_.best_accuracy = st_.best_accuracy;
+  progress_->line(
+      fmt::format("finished {} epochs: best test accuracy {:.2f}%", cfg_.train.epochs, 100 * st_.best_accuracy));
+  return result_;
+}
+
+bool Run::should_stop() const {
+  return stop_signal() != 0 || (opts_.stop_at_step && st_.global_step >= *opts_.stop_at_step);
+}
+
+fs::path Run::save(const char* file) {
+  st_.generator = default_generator().state();
+  const fs::path path = out_dir_ / file;
+  save_checkpoint(path, *model_, opt_->state_tensors(), info_);
+  return path;
+}
+
+TrainResult Run::stop(TrainResult::Status status, std::string message) {
+  result_.status = status;
+  result_.message = std::move(message);
+  progress_->line(result_.message);
+  return result_;
+}
+
+}  // namespace
+
+TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
+  Run run(cfg, opts);
+  run.start_or_resume();
+  while (!run.done()) {
+    if (std::optional<TrainResult> stopped = run.train_epoch()) return *stopped;
+    if (std::optional<TrainResult> stopped = run.end_epoch()) return *stopped;
+  }
+  return run.finish();
 }
 
 }  // namespace tessera::train

@@ -1,5 +1,5 @@
 // The memory a run needs, measured rather than guessed: one training step and one
-// evaluation forward of the real model at batch sizes 1 and 2, extrapolated linearly to the
+// evaluation forward of the real model at batch sizes 2 and 4, extrapolated linearly to the
 // configured batches. It holds for any model the trainer runs, and is checked before
 // anything is written.
 #pragma once
