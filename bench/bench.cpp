@@ -13,6 +13,7 @@
 #include "tessera/ops/cpu_info.h"
 #include "tessera/ops/kernels.h"
 #include "tessera/optim/optim.h"
+#include "tessera/train/trainer.h"
 
 namespace tessera::bench {
 namespace {
@@ -55,8 +56,62 @@ void print_profile(int steps) {
   fmt::print("  per training step: {:.2f} ms in ops (calls and times per step)\n", 1e3 * total / steps);
 }
 
+// What one measurement times: a model, its batch, and the training step's settings.
+struct Workload {
+  std::string name;  // "mnist", or the config file
+  nn::UnaryModule& model;
+  optim::Optimizer& opt;
+  Shape images;  // (B, C, H, W)
+  std::int64_t classes = 0;
+  double label_smoothing = 0;
+  double clip_grad_norm = 0;
+  DType precision = DType::f32;
+};
+
+// Training (forward, loss, backward, clipping, optimizer step) and inference throughput on
+// random data, after 2 warm-up steps; then, with `profile`, the per-op breakdown.
+void measure(const Workload& w, int steps, bool profile) {
+  const AutocastGuard precision(w.precision);
+  Generator g(0);
+  const Tensor x = randn(w.images, {}, g);
+  const Tensor y = randint({w.images[0]}, w.classes, g);
+  const std::vector<Tensor> params = w.model.parameters();
+  w.model.train();
+  auto step = [&] {
+    w.opt.zero_grad();
+    Profiler::mark();
+    backward(cross_entropy(w.model(x), y, {.label_smoothing = w.label_smoothing}));
+    if (w.clip_grad_norm > 0) optim::clip_grad_norm(params, w.clip_grad_norm);
+    w.opt.step();
+  };
+  const std::int64_t batch = w.images[0];
+  for (int i = 0; i < 2; ++i) step();
+  auto t0 = std::chrono::steady_clock::now();
+  for (int i = 0; i < steps; ++i) step();
+  const double train = steps * batch / seconds_since(t0);
+  w.model.eval();
+  double infer;
+  {
+    NoGradGuard no_grad;
+    for (int i = 0; i < 2; ++i) w.model(x);
+    t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < steps; ++i) w.model(x);
+    infer = steps * batch / seconds_since(t0);
+  }
+  fmt::print("config={}{} params={} batch={} train_img_s={:.1f} infer_img_s={:.1f} peak_rss_mb={:.0f}\n", w.name,
+             w.precision == DType::bf16 ? "-bf16" : "", w.model.num_parameters(), batch, train, infer, peak_rss_mb());
+  std::fflush(stdout);
+  if (profile) {
+    w.model.train();
+    Profiler::reset();
+    Profiler::enable(true);
+    for (int i = 0; i < steps; ++i) step();
+    Profiler::enable(false);
+    print_profile(steps);
+  }
+}
+
 void bench_preset(const std::string& name, const Preset& p, int steps, bool profile, bool bf16) {
-  const AutocastGuard precision(bf16 ? DType::bf16 : DType::f32);
   models::ViTConfig c;
   c.image_h = c.image_w = p.img;
   c.patch_size = p.patch;
@@ -69,40 +124,26 @@ void bench_preset(const std::string& name, const Preset& p, int steps, bool prof
   manual_seed(0);
   models::ViT model(c);
   optim::AdamW opt(model.parameters(), {.lr = 1e-3, .weight_decay = 0.05});
-  Generator g(0);
-  const Tensor x = randn({p.batch, p.chans, p.img, p.img}, {}, g);
-  const Tensor y = randint({p.batch}, p.classes, g);
-  auto step = [&] {
-    opt.zero_grad();
-    Profiler::mark();
-    backward(cross_entropy(model(x), y));
-    opt.step();
-  };
-  for (int i = 0; i < 2; ++i) step();
-  auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < steps; ++i) step();
-  const double train = steps * p.batch / seconds_since(t0);
-  model.eval();
-  double infer;
-  {
-    NoGradGuard no_grad;
-    for (int i = 0; i < 2; ++i) model(x);
-    t0 = std::chrono::steady_clock::now();
-    for (int i = 0; i < steps; ++i) model(x);
-    infer = steps * p.batch / seconds_since(t0);
-  }
-  fmt::print("config={}{} params={} batch={} train_img_s={:.1f} infer_img_s={:.1f} peak_rss_mb={:.0f}\n", name,
-             bf16 ? "-bf16" : "",
-             model.num_parameters(), p.batch, train, infer, peak_rss_mb());
-  std::fflush(stdout);
-  if (profile) {
-    model.train();
-    Profiler::reset();
-    Profiler::enable(true);
-    for (int i = 0; i < steps; ++i) step();
-    Profiler::enable(false);
-    print_profile(steps);
-  }
+  measure({name, model, opt, {p.batch, p.chans, p.img, p.img}, p.classes, 0.0, 0.0,
+           bf16 ? DType::bf16 : DType::f32},
+          steps, profile);
+}
+
+// A config's own model, batch, optimizer, label smoothing, clipping and precision, with its
+// regularisers (dropout, drop path) as configured. The data is random: the loader and
+// augmentation are not timed.
+void bench_config(const std::string& file, const std::vector<std::string>& sets, int steps, bool profile) {
+  std::vector<train::ConfigOverride> overrides;
+  for (const std::string& s : sets) overrides.push_back(train::parse_override(s));
+  train::TrainConfig cfg = train::load_config(file, overrides);
+  TESSERA_CHECK(cfg.train.device.is_cpu(), ConfigError, "bench: --config times the CPU; set train.device: cpu");
+  train::check_runnable(cfg);
+  const auto model = train::build_model(cfg);
+  const auto opt = train::make_optimizer(cfg, *model);
+  const train::ModelInput in = cfg.model.input();
+  measure({file, *model, *opt, {cfg.train.batch_size, in.channels, in.height, in.width}, in.num_classes,
+           cfg.train.label_smoothing, cfg.optim.clip_grad_norm, cfg.train.precision},
+          steps, profile);
 }
 
 // GFLOP/s of square matrix products through the library's kernel (oneDNN), f32 and bf16
@@ -135,6 +176,10 @@ int run(const BenchOptions& opts) {
   fmt::print("cpu: {}; {} threads\n", cpu_summary(), omp_get_max_threads());
   if (opts.matmul) {
     bench_matmul(opts.steps);
+    return 0;
+  }
+  if (!opts.config.empty()) {
+    bench_config(opts.config, opts.sets, opts.steps, opts.profile);
     return 0;
   }
   for (const std::string& name : opts.presets) {

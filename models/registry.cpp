@@ -6,6 +6,8 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "tessera/models/resnet.h"
+#include "tessera/models/sagan_cnn.h"
 #include "tessera/models/vit.h"
 
 namespace tessera::models {
@@ -14,7 +16,7 @@ namespace {
 // A deque: registering a model keeps references to the others valid.
 struct Registry {
   std::mutex mutex;
-  std::deque<ModelSpec> specs{vit_model_spec()};
+  std::deque<ModelSpec> specs{vit_model_spec(), resnet_model_spec(), sagan_cnn_model_spec()};
 };
 
 Registry& registry() {

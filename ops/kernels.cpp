@@ -4,10 +4,19 @@
 #include "tessera/ops/ops.h"
 
 namespace tessera {
+namespace {
+thread_local bool t_dry_run = false;
+}  // namespace
 
+DryRunGuard::DryRunGuard() : previous_(t_dry_run) { t_dry_run = true; }
+DryRunGuard::~DryRunGuard() { t_dry_run = previous_; }
+bool dry_run() { return t_dry_run; }
+
+// Every kernel returns void: under a DryRunGuard it returns at once.
 #ifdef TESSERA_WITH_CUDA
 #define TESSERA_ROUTE_KERNEL(ret, name, params, args, device)    \
   ret kernels::name params {                                      \
+    if (t_dry_run) return;                                        \
     return (device).is_cuda() ? cuda::name args : cpu::name args; \
   }
 #else
@@ -19,6 +28,7 @@ namespace {
 
 #define TESSERA_ROUTE_KERNEL(ret, name, params, args, device) \
   ret kernels::name params {                                   \
+    if (t_dry_run) return;                                     \
     if (!(device).is_cpu()) no_cuda_backend(#name, device);    \
     return cpu::name args;                                     \
   }
@@ -29,6 +39,7 @@ bool has_fused_attention(Device device) { return device.is_cpu(); }
 
 #define TESSERA_ROUTE_FUSED_KERNEL(ret, name, params, args, device)                                         \
   ret kernels::name params {                                                                                 \
+    if (t_dry_run) return;                                                                                   \
     TESSERA_CHECK((device).is_cpu(), DeviceError, #name ": no fused kernel on {}; use the composition", device); \
     return cpu::name args;                                                                                   \
   }

@@ -349,6 +349,97 @@ BOOST_AUTO_TEST_CASE(cli_gradcheck_and_predict) {
 
 BOOST_AUTO_TEST_SUITE_END()
 
+// ---------------------------------------------------------------- every registered model
+
+BOOST_AUTO_TEST_SUITE(every_model)
+
+namespace {
+
+// A registered model with its defaults, made small where it has the keys, on synthetic data.
+std::string model_run_config(const std::string& model, const fs::path& out) {
+  std::string keys = fmt::format("name: {}, image_size: 12", model);
+  const models::ModelSpec& spec = models::model_spec(model);
+  auto has = [&](const char* k) {
+    return std::any_of(spec.keys.begin(), spec.keys.end(), [&](const models::ModelKey& m) { return m.key == k; });
+  };
+  if (model == "vit") keys += ", patch_size: 4, dim: 16, depth: 1, heads: 2, mlp_dim: 16, drop_path: 0.1, dropout: 0.1";
+  if (has("width")) keys += ", width: 4";
+  if (has("stages")) keys += ", stages: 2";
+  if (has("num_classes")) keys += ", num_classes: 3";
+  return fmt::format(R"(model: {{{}}}
+data: {{dataset: synthetic, synthetic: {{train_size: 48, test_size: 16}}, normalize: none, augment: {{random_shift: 1}}}}
+schedule: {{warmup_epochs: 0.5}}
+train: {{epochs: 2, batch_size: 8, eval_batch_size: 8, seed: 3, threads: 1, output_dir: "{}"}}
+)", keys, out.string());
+}
+
+}  // namespace
+
+// The commands and resume work for every model the registry holds (a model added later is
+// covered without editing this test).
+BOOST_AUTO_TEST_CASE(every_command_works_for_every_registered_model) {
+  for (const std::string& model : models::model_names())
+    BOOST_TEST_CONTEXT("model " << model) {
+      test::TempDir dir("every_model_" + model);
+      const fs::path config = dir / "model.yaml";
+      std::ofstream(config) << model_run_config(model, dir / "run");
+      CommandResult r = run_cli({"train", config.string()}, dir.path());
+      BOOST_TEST_REQUIRE(r.status == 0, r.out << r.err);
+      BOOST_TEST(r.out.find("model: " + model) != std::string::npos, r.out);
+      const std::string last = (dir / "run" / tt::kLastCheckpoint).string();
+      r = run_cli({"eval", config.string(), "--checkpoint", last}, dir.path());
+      BOOST_TEST(r.status == 0, r.err);
+      BOOST_TEST(r.out.find("16 test images") != std::string::npos, r.out);
+      r = run_cli({"summary", config.string()}, dir.path());
+      BOOST_TEST(r.status == 0, r.err);
+      BOOST_TEST(r.out.find("Total params") != std::string::npos, r.out);
+      r = run_cli({"gradcheck", config.string(), "--samples", "2"}, dir.path());
+      BOOST_TEST(r.status == 0, r.out << r.err);
+      BOOST_TEST(r.out.find("all gradients match") != std::string::npos, r.out);
+      r = run_cli({"bench", "--config", config.string(), "--steps", "1", "--threads", "1"}, dir.path());
+      BOOST_TEST(r.status == 0, r.err);
+      BOOST_TEST(r.out.find("config=" + config.string()) != std::string::npos, r.out);
+      BOOST_TEST(r.out.find("train_img_s=") != std::string::npos, r.out);
+      {
+        const fs::path image = dir / "image.pgm";
+        std::ofstream f(image, std::ios::binary);
+        f << "P5\n12 12\n255\n" << std::string(144, '\x80');
+      }
+      r = run_cli({"predict", "--checkpoint", last, (dir / "image.pgm").string(), "--top-k", "2"}, dir.path());
+      BOOST_TEST(r.status == 0, r.err);
+      BOOST_TEST(std::count(r.out.begin(), r.out.end(), '%') == 2, r.out);
+      r = run_cli({"train", config.string(), "--set", "train.epochs=3", "--resume", (dir / "run").string()},
+                  dir.path());
+      BOOST_TEST(r.status == 0, r.err);
+      BOOST_TEST(r.out.find("resuming from") != std::string::npos, r.out);
+    }
+}
+
+// Stopped mid-epoch and resumed, every model (batch norm's running statistics included)
+// ends with the weights and buffers of the run that never stopped, bit for bit.
+BOOST_AUTO_TEST_CASE(every_registered_model_resumes_exactly) {
+  for (const std::string& model : models::model_names())
+    BOOST_TEST_CONTEXT("model " << model) {
+      test::TempDir whole("exact_whole_" + model), resumed("exact_resumed_" + model);
+      const auto config = [&](const fs::path& out) { return tt::load_config_string(model_run_config(model, out)); };
+      tt::train(config(whole.path()), quiet());
+      tt::TrainOptions first = quiet();
+      first.stop_at_step = 9;  // 6 steps per epoch: in the middle of the second
+      BOOST_TEST_REQUIRE((tt::train(config(resumed.path()), first).status == tt::TrainResult::Status::interrupted));
+      tt::TrainOptions second = quiet();
+      second.resume = resumed.path();
+      BOOST_TEST_REQUIRE((tt::train(config(resumed.path()), second).status == tt::TrainResult::Status::finished));
+      const tt::Checkpoint a = tt::load_checkpoint(whole / tt::kLastCheckpoint);
+      const tt::Checkpoint b = tt::load_checkpoint(resumed / tt::kLastCheckpoint);
+      BOOST_TEST_REQUIRE(a.model.size() == b.model.size());
+      for (std::size_t i = 0; i < a.model.size(); ++i)
+        BOOST_TEST(max_abs_diff(a.model[i].second, b.model[i].second) == 0.0, a.model[i].first);
+      BOOST_TEST(read_metrics(whole.path()).back()["test_loss"] == read_metrics(resumed.path()).back()["test_loss"]);
+    }
+}
+
+BOOST_AUTO_TEST_SUITE_END()
+
 BOOST_AUTO_TEST_SUITE(shipped_configs)
 
 BOOST_AUTO_TEST_CASE(every_config_loads_and_builds_its_model) {
@@ -362,8 +453,8 @@ BOOST_AUTO_TEST_CASE(every_config_loads_and_builds_its_model) {
     }
   }
   std::sort(seen.begin(), seen.end());
-  BOOST_TEST((seen == std::vector<std::string>{"fashion_mnist_vit.yaml", "mnist_vit.yaml", "seed_mnist.yaml",
-                                               "vit_tiny_cifar10.yaml"}));
+  BOOST_TEST((seen == std::vector<std::string>{"fashion_mnist_vit.yaml", "mnist_resnet.yaml", "mnist_sagan_cnn.yaml",
+                                               "mnist_vit.yaml", "seed_mnist.yaml", "vit_tiny_cifar10.yaml"}));
   // The default is small: at most 0.5 M parameters.
   BOOST_TEST(tt::build_model(tt::load_config(fs::path(TESSERA_SOURCE_DIR) / "configs/mnist_vit.yaml"))->num_parameters() <=
              500000);
@@ -499,18 +590,11 @@ BOOST_AUTO_TEST_CASE(a_config_too_big_for_memory_fails_early_with_an_estimate) {
 }
 
 BOOST_AUTO_TEST_CASE(the_memory_probe_predicts_a_real_training_step) {
-  // Measured at batches 1 and 2, extrapolated to 16: within a quarter of what a step takes.
+  // Measured at batches 2 and 4, extrapolated to 16: within a quarter of what a step takes,
+  // for the real probe and for the dry one (which allocates without computing).
   tt::TrainConfig cfg = tiny_config(fs::temp_directory_path());
   auto model = tt::build_model(cfg);
   const Shape sample{vit(cfg).channels, vit(cfg).image_h, vit(cfg).image_w};
-  const GeneratorState rng = default_generator().state();
-  const tt::MemoryProbe p = tt::probe_memory(*model, sample);
-  BOOST_TEST((default_generator().state() == rng));  // the run's random draws are untouched
-  BOOST_TEST(p.train_per_sample > 0);
-  BOOST_TEST(p.eval_per_sample > 0);
-  BOOST_TEST(p.train_per_sample > p.eval_per_sample);  // backward keeps activations
-  BOOST_TEST(!model->parameters().front().grad().defined());
-
   CachingAllocator& a = cpu_allocator();
   const double before = static_cast<double>(a.stats().in_use);
   a.reset_peak();
@@ -518,8 +602,34 @@ BOOST_AUTO_TEST_CASE(the_memory_probe_predicts_a_real_training_step) {
   batch.insert(batch.end(), sample.begin(), sample.end());
   backward(cross_entropy((*model)(randn(batch)), randint({16}, vit(cfg).num_classes)));
   const double real = static_cast<double>(a.stats().peak_in_use) - before;
-  BOOST_TEST(p.training_step(16) > 0.75 * real, p.training_step(16) << " vs " << real);
-  BOOST_TEST(p.training_step(16) < 1.25 * real, p.training_step(16) << " vs " << real);
+  model->zero_grad();
+  for (const bool dry : {false, true})
+    BOOST_TEST_CONTEXT("dry " << dry) {
+      const GeneratorState rng = default_generator().state();
+      const tt::MemoryProbe p = tt::probe_memory(*model, sample, {.dry = dry});
+      BOOST_TEST((default_generator().state() == rng));  // the run's random draws are untouched
+      BOOST_TEST(p.train_per_sample > 0);
+      BOOST_TEST(p.eval_per_sample > 0);
+      BOOST_TEST(p.train_per_sample > p.eval_per_sample);  // backward keeps activations
+      BOOST_TEST(!model->parameters().front().grad().defined());
+      BOOST_TEST(p.training_step(16) > 0.75 * real, p.training_step(16) << " vs " << real);
+      BOOST_TEST(p.training_step(16) < 1.25 * real, p.training_step(16) << " vs " << real);
+    }
+}
+
+BOOST_AUTO_TEST_CASE(the_memory_probe_leaves_running_statistics_as_they_were) {
+  tt::TrainConfig cfg = tt::load_config_string("model: {name: resnet, image_size: 8, width: 2, stages: 2}\n");
+  auto model = tt::build_model(cfg);
+  model->train();
+  (*model)(randn({4, 1, 8, 8}) + 3.0);  // running statistics away from their start
+  std::vector<Tensor> before;
+  for (const auto& [name, b] : model->named_buffers()) before.push_back(b.detach().clone());
+  for (const bool dry : {false, true}) {
+    tt::probe_memory(*model, {1, 8, 8}, {.dry = dry});
+    std::size_t i = 0;
+    for (const auto& [name, b] : model->named_buffers())
+      BOOST_TEST(max_abs_diff(b, before[i++]) == 0.0, name << " (dry " << dry << ")");
+  }
 }
 
 BOOST_AUTO_TEST_SUITE_END()

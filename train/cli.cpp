@@ -159,10 +159,11 @@ int run_predict(const cli::Args& a) {
   // Images go through the model a batch at a time: memory stays bounded however many are given.
   constexpr std::int64_t kBatch = 32;
   const std::int64_t n = static_cast<std::int64_t>(images.size()), pixels = shape.numel();
-  const tt::MemoryProbe probe = tt::probe_memory(*model, shape.shape(), /*with_training=*/false);
-  tt::check_memory("predict", {{"weights", probe.weights, ""},
-                               {fmt::format("a batch of {} images", std::min(n, kBatch)),
-                                probe.evaluation(std::min(n, kBatch)), ""}});
+  tt::check_probed_memory(*model, shape.shape(), false, "predict", [&](const tt::MemoryProbe& p) {
+    return std::vector<tt::MemoryPart>{
+        {"weights", p.weights, ""},
+        {fmt::format("a batch of {} images", std::min(n, kBatch)), p.evaluation(std::min(n, kBatch)), ""}};
+  });
   const std::int64_t plane = shape.height * shape.width, classes = in.num_classes;
   const std::int64_t k = std::min<std::int64_t>(a.top_k, classes);
   std::vector<std::uint8_t> decoded(static_cast<std::size_t>(pixels));
@@ -287,10 +288,15 @@ const Command kCommands[] = {
        c.add_option("--samples", a.samples, "elements checked per parameter tensor")->check(CLI::Range(1, 1 << 20));
      },
      run_gradcheck},
-    {"bench", "training and inference throughput (the PyTorch peer's presets)",
+    {"bench", "training and inference throughput (the PyTorch peer's presets, or a config's model)",
      [](CLI::App& c, cli::Args& a) {
        ts::bench::BenchOptions& b = a.bench;
        c.add_option("--preset", b.presets, "seed, mnist, tiny (repeatable; default all)");
+       c.add_option("--config", b.config, "time this config's model, batch and training settings on random data")
+           ->check(CLI::ExistingFile)
+           ->excludes("--preset");
+       c.add_option("--set", b.sets, "override a key of --config: --set train.batch_size=64 (repeatable)")
+           ->needs("--config");
        c.add_option("--steps", b.steps, "timed steps per measure")->check(CLI::Range(1, 1 << 20));
        c.add_option("--threads", b.threads, "threads (0: all cores)")->check(CLI::Range(0, 256));
        c.add_flag("--profile", b.profile, "per-op time breakdown of a training step");

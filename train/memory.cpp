@@ -2,10 +2,12 @@
 
 #include <algorithm>
 #include <numeric>
+#include <optional>
 
 #include "tessera/autograd/allocator.h"
 #include "tessera/autograd/random.h"
 #include "tessera/autograd/tape.h"
+#include "tessera/ops/kernels.h"
 #include "tessera/ops/ops.h"
 
 namespace tessera::train {
@@ -27,7 +29,7 @@ std::string bytes_text(double bytes) {
 
 }  // namespace
 
-MemoryProbe probe_memory(nn::UnaryModule& model, const Shape& sample, bool with_training) {
+MemoryProbe probe_memory(nn::UnaryModule& model, const Shape& sample, ProbeOptions opts) {
   const GeneratorState rng = default_generator().state();
   const bool was_training = model.is_training();
   // The probe's forward passes must leave no trace: running statistics (batch norm) are
@@ -42,6 +44,8 @@ MemoryProbe probe_memory(nn::UnaryModule& model, const Shape& sample, bool with_
     return zeros(s);
   };
   auto labels = [&](std::int64_t b) { return zeros({b}, {.dtype = DType::i64}); };
+  std::optional<DryRunGuard> dry_run;
+  if (opts.dry) dry_run.emplace();
   // Batches of 2 and 4: batch norm cannot train on one sample per channel.
   constexpr std::int64_t kSmall = 2, kLarge = 4;
   const auto fit = [](double small, double large, double& fixed, double& per_sample) {
@@ -49,7 +53,7 @@ MemoryProbe probe_memory(nn::UnaryModule& model, const Shape& sample, bool with_
     fixed = std::max(small - static_cast<double>(kSmall) * per_sample, 0.0);
   };
   double at[2] = {0, 0};
-  if (with_training) {
+  if (opts.with_training) {
     model.train();
     for (const int i : {0, 1}) {
       const std::int64_t b = i == 0 ? kSmall : kLarge;
@@ -73,6 +77,22 @@ MemoryProbe probe_memory(nn::UnaryModule& model, const Shape& sample, bool with_
   }
   default_generator().set_state(rng);
   return p;
+}
+
+void check_probed_memory(nn::UnaryModule& model, const Shape& sample, bool with_training, std::string_view who,
+                         const std::function<std::vector<MemoryPart>(const MemoryProbe&)>& parts) {
+  for (const bool dry : {true, false}) {
+    const MemoryProbe p = [&] {
+      try {
+        return probe_memory(model, sample, {.with_training = with_training, .dry = dry});
+      } catch (const DeviceError& e) {
+        throw ConfigError(fmt::format("model: {} of this model does not fit in memory even at batch 2 ({}); make "
+                                      "the model or its images smaller",
+                                      with_training ? "a training step" : "an evaluation", e.what()));
+      }
+    }();
+    check_memory(who, parts(p));
+  }
 }
 
 double memory_budget() {

@@ -40,6 +40,39 @@ std::unique_ptr<nn::UnaryModule> build_model(const TrainConfig& cfg) {
   return model;
 }
 
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& cfg, const nn::Module& model) {
+  const OptimConfig& o = cfg.optim;
+  std::vector<optim::ParamGroup> groups = optim::weight_decay_groups(model.named_parameters(), o.weight_decay,
+                                                                     o.no_weight_decay_on);
+  std::erase_if(groups, [](const optim::ParamGroup& g) { return g.params.empty(); });
+  switch (o.name) {
+    case OptimizerName::sgd:
+      return std::make_unique<optim::SGD>(groups, optim::SgdOptions{.lr = o.lr, .momentum = o.momentum,
+                                                                     .weight_decay = o.weight_decay,
+                                                                     .nesterov = o.nesterov});
+    case OptimizerName::adam:
+      return std::make_unique<optim::Adam>(groups, optim::AdamOptions{.lr = o.lr, .beta1 = o.betas[0],
+                                                                       .beta2 = o.betas[1], .eps = o.eps,
+                                                                       .weight_decay = o.weight_decay});
+    case OptimizerName::adamw:
+      return std::make_unique<optim::AdamW>(groups, optim::AdamWOptions{.lr = o.lr, .beta1 = o.betas[0],
+                                                                         .beta2 = o.betas[1], .eps = o.eps,
+                                                                         .weight_decay = o.weight_decay});
+  }
+  throw ConfigError("optim.name: unknown optimizer");
+}
+
+void check_runnable(const TrainConfig& cfg) {
+  TESSERA_CHECK(cfg.train.device.is_cpu() || cuda_available(), ConfigError,
+                "train.device: {} was asked for, but {}", cfg.train.device,
+                cuda_built() ? "no usable CUDA GPU is present" : "this build has no CUDA backend");
+  if (cfg.train.precision == DType::bf16 && cfg.train.device.is_cpu()) {
+    const std::string why = bf16_unavailable_reason();
+    TESSERA_CHECK(why.empty(), ConfigError, "train.precision: {}; train in f32 (train.precision: f32)", why);
+  }
+  if (const auto& validate = cfg.model.spec().validate) validate(cfg.model.values());
+}
+
 namespace {
 
 // Fails before any training when the output directory cannot take the run's files.
@@ -110,28 +143,6 @@ optim::LrSchedule make_schedule(const TrainConfig& cfg, std::int64_t steps_per_e
   return sched;
 }
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& cfg, const nn::Module& model) {
-  const OptimConfig& o = cfg.optim;
-  std::vector<optim::ParamGroup> groups = optim::weight_decay_groups(model.named_parameters(), o.weight_decay,
-                                                                     o.no_weight_decay_on);
-  std::erase_if(groups, [](const optim::ParamGroup& g) { return g.params.empty(); });
-  switch (o.name) {
-    case OptimizerName::sgd:
-      return std::make_unique<optim::SGD>(groups, optim::SgdOptions{.lr = o.lr, .momentum = o.momentum,
-                                                                     .weight_decay = o.weight_decay,
-                                                                     .nesterov = o.nesterov});
-    case OptimizerName::adam:
-      return std::make_unique<optim::Adam>(groups, optim::AdamOptions{.lr = o.lr, .beta1 = o.betas[0],
-                                                                       .beta2 = o.betas[1], .eps = o.eps,
-                                                                       .weight_decay = o.weight_decay});
-    case OptimizerName::adamw:
-      return std::make_unique<optim::AdamW>(groups, optim::AdamWOptions{.lr = o.lr, .beta1 = o.betas[0],
-                                                                         .beta2 = o.betas[1], .eps = o.eps,
-                                                                         .weight_decay = o.weight_decay});
-  }
-  throw ConfigError("optim.name: unknown optimizer");
-}
-
 fs::path resolve_resume(const fs::path& p) {
   return fs::is_directory(p) ? p / kLastCheckpoint : p;
 }
@@ -192,18 +203,6 @@ EvalResult evaluate(nn::UnaryModule& model, datasets::DataLoader& loader, Device
 
 namespace {
 
-// Refuses what this machine cannot run before anything is opened or written.
-void check_runnable(const TrainConfig& cfg) {
-  TESSERA_CHECK(cfg.train.device.is_cpu() || cuda_available(), ConfigError,
-                "train.device: {} was asked for, but {}", cfg.train.device,
-                cuda_built() ? "no usable CUDA GPU is present" : "this build has no CUDA backend");
-  if (cfg.train.precision == DType::bf16 && cfg.train.device.is_cpu()) {
-    const std::string why = bf16_unavailable_reason();
-    TESSERA_CHECK(why.empty(), ConfigError, "train.precision: {}; train in f32 (train.precision: f32)", why);
-  }
-  if (const auto& validate = cfg.model.spec().validate) validate(cfg.model.values());
-}
-
 // Everything the run will hold at its peak, measured on the model itself (train/memory.h):
 // weights, optimizer moments, a training step or an evaluation (whichever is larger: the
 // allocator's cache is emptied between them), the datasets in memory and the loader's batches.
@@ -212,29 +211,21 @@ void check_run_memory(const TrainConfig& cfg, nn::UnaryModule& model, const data
   if (!cfg.train.device.is_cpu()) return;  // the probe measures the CPU allocator
   const ModelInput m = cfg.model.input();
   const datasets::ImageShape in{m.channels, m.height, m.width};
-  const MemoryProbe p = [&] {
-    try {
-      return probe_memory(model, in.shape());
-    } catch (const DeviceError& e) {
-      throw ConfigError(fmt::format("model: a training step of this model does not fit in memory even at batch 1 "
-                                    "({}); make the model or its images smaller", e.what()));
-    }
-  }();
   const double moments = cfg.optim.name == OptimizerName::sgd && cfg.optim.momentum == 0 ? 0 : 2;
   const std::int64_t B = cfg.train.batch_size, E = cfg.train.eval_batch_size;
   const double batch_bytes = 4.0 * static_cast<double>(in.numel()) * static_cast<double>(std::max(B, E));
   const double in_flight = static_cast<double>(cfg.data.prefetch + cfg.data.workers + 2);
-  const bool step_larger = p.training_step(B) >= p.evaluation(E);
-  check_memory("this run",
-               std::vector<MemoryPart>{{"weights", p.weights, "model.dim"},
-                {"optimizer state", moments * p.weights, "model.dim"},
-                step_larger ? MemoryPart{fmt::format("a training step at batch {}", B), p.training_step(B),
-                                         "train.batch_size"}
-                            : MemoryPart{fmt::format("evaluation at batch {}", E), p.evaluation(E),
-                                         "train.eval_batch_size"},
-                {"datasets in memory",
-                 static_cast<double>(train_set.memory_bytes() + test_set.memory_bytes()), "data.train_limit"},
-                {"batches in flight", in_flight * batch_bytes, "data.prefetch"}});
+  check_probed_memory(model, in.shape(), true, "this run", [&](const MemoryProbe& p) {
+    const bool step_larger = p.training_step(B) >= p.evaluation(E);
+    return std::vector<MemoryPart>{
+        {"weights", p.weights, "model.dim"},
+        {"optimizer state", moments * p.weights, "model.dim"},
+        step_larger ? MemoryPart{fmt::format("a training step at batch {}", B), p.training_step(B), "train.batch_size"}
+                    : MemoryPart{fmt::format("evaluation at batch {}", E), p.evaluation(E), "train.eval_batch_size"},
+        {"datasets in memory", static_cast<double>(train_set.memory_bytes() + test_set.memory_bytes()),
+         "data.train_limit"},
+        {"batches in flight", in_flight * batch_bytes, "data.prefetch"}};
+  });
 }
 
 // The name of the signal that stopped a run, for its messages.

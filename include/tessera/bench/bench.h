@@ -1,6 +1,6 @@
-// The benchmark harness behind `tessera bench`: ViT training and inference throughput on
-// the PyTorch peer's presets (../shared/peer/torch_vit_peer.py), matmul GFLOP/s, and a
-// per-op time profile.
+// The benchmark harness behind `tessera bench`: training and inference throughput of the
+// PyTorch peer's ViT presets (../shared/peer/torch_vit_peer.py) or of any config's model,
+// matmul GFLOP/s, and a per-op time profile.
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,8 @@ struct BenchOptions {
   bool bf16 = false;       // mixed precision (f32 master weights)
   bool profile = false;    // print a per-op breakdown of one training step
   bool matmul = false;     // report matmul GFLOP/s instead
+  std::string config;      // time this config's model, batch and training settings instead
+  std::vector<std::string> sets;  // --set overrides of that config
 };
 
 // Prints one line per preset in the peer's format; returns the process exit status.

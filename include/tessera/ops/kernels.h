@@ -150,6 +150,22 @@ struct AttentionDropout {
 
 bool has_fused_attention(Device device);
 
+// While alive on this thread, every kernel returns without computing: ops still check their
+// inputs, allocate their outputs and record their backward, so a forward and backward pass
+// costs its allocations only and its outputs hold garbage. The memory probe (train/memory.h)
+// measures a step of a huge configuration this way before refusing it.
+class DryRunGuard {
+ public:
+  DryRunGuard();
+  ~DryRunGuard();
+  DryRunGuard(const DryRunGuard&) = delete;
+  DryRunGuard& operator=(const DryRunGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+bool dry_run();
+
 #define TESSERA_DECLARE_KERNEL(ret, name, params, args, device) ret name params;
 
 namespace kernels {  // routes by device

@@ -1,10 +1,12 @@
 // The memory a run needs, measured rather than guessed: one training step and one
-// evaluation forward of the real model at batch sizes 2 and 4, extrapolated linearly to the
+// evaluation forward of the real model at batch sizes 2 and 4, run dry (allocating as a
+// real step does, computing nothing: ops/kernels.h), extrapolated linearly to the
 // configured batches. It holds for any model the trainer runs, and is checked before
 // anything is written.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,17 +27,31 @@ struct MemoryProbe {
   double evaluation(std::int64_t batch) const { return eval_fixed + eval_per_sample * static_cast<double>(batch); }
 };
 
-// Runs the probe on zero images of shape `sample` (C, H, W), labelled class 0, with
-// cross-entropy, on the CPU. `with_training` false skips the training step (inference only).
-// Leaves the gradients cleared and the default generator's state as it found them.
-MemoryProbe probe_memory(nn::UnaryModule& model, const Shape& sample, bool with_training = true);
-
 // One part of a run's memory, for the message that refuses it.
 struct MemoryPart {
   std::string what;  // "a training step at batch 128"
   double bytes = 0;
   std::string key;   // the config key that lowers it ("train.batch_size"), or ""
 };
+
+struct ProbeOptions {
+  bool with_training = true;  // false: the evaluation only (inference)
+  // Allocate without computing (DryRunGuard): instant however large the configuration, but
+  // blind to what kernels allocate inside (layout copies), so it answers "certainly too
+  // big" quickly and the real probe follows.
+  bool dry = false;
+};
+
+// Runs the probe on zero images of shape `sample` (C, H, W), labelled class 0, with
+// cross-entropy, on the CPU. Leaves the gradients cleared, the buffers (running statistics)
+// and the default generator's state as it found them.
+MemoryProbe probe_memory(nn::UnaryModule& model, const Shape& sample, ProbeOptions opts = {});
+
+// Refuses (ConfigError naming the key to lower) what `parts(probe)` says will not fit: first
+// from a dry probe, at once, then from a real one.
+void check_probed_memory(nn::UnaryModule& model, const Shape& sample, bool with_training, std::string_view who,
+                         const std::function<std::vector<MemoryPart>(const MemoryProbe&)>& parts);
+
 
 // The memory this process may use: the CPU allocator's limit (what the system had available
 // when the allocator started), or what is available now when no limit is set.

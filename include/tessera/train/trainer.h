@@ -10,6 +10,7 @@
 #include <optional>
 
 #include "tessera/datasets/loader.h"
+#include "tessera/optim/optimizer.h"
 #include "tessera/train/checkpoint.h"
 #include "tessera/train/config.h"
 
@@ -57,6 +58,13 @@ EvalResult evaluate(nn::UnaryModule& model, datasets::DataLoader& loader, Device
 
 // The model a config describes, on its device, seeded by train.seed.
 std::unique_ptr<nn::UnaryModule> build_model(const TrainConfig& cfg);
+
+// The config's optimizer over the model's parameters, with its weight-decay groups.
+std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& cfg, const nn::Module& model);
+
+// ConfigError for what this machine cannot run (a missing GPU, bf16 without CPU support,
+// key combinations the model refuses), before anything is opened or written.
+void check_runnable(const TrainConfig& cfg);
 
 // Applies train.threads (0: all cores) to OpenMP and oneDNN.
 void set_threads(int threads);
