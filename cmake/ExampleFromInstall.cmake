@@ -1,21 +1,43 @@
-# Script mode: installs the built project into a fresh prefix, then configures, builds and
-# runs examples/small_cnn against it with find_package(Tessera), as a user would.
-# Inputs: BUILD_DIR, SOURCE_DIR, WORK_DIR, GENERATOR.
+# Script mode: installs the built project into a fresh prefix, then builds an example against
+# it as a user would, and runs it. Inputs: BUILD_DIR, SOURCE_DIR, WORK_DIR, GENERATOR, EXAMPLE
+# (a directory under examples/), RUN (the example's arguments, a ;-list), and BUILD_WITH:
+# "cmake" (find_package(Tessera)) or "pkg-config" (one g++ line over main.cpp).
 file(REMOVE_RECURSE "${WORK_DIR}")
-foreach(step IN ITEMS install configure build run)
+file(MAKE_DIRECTORY "${WORK_DIR}")
+set(prefix "${WORK_DIR}/prefix")
+set(program "${WORK_DIR}/build/${EXAMPLE}")
+if(BUILD_WITH STREQUAL "pkg-config")
+  find_program(PKG_CONFIG pkg-config REQUIRED)
+  find_program(CXX NAMES c++ g++ REQUIRED)
+  set(steps install flags build run)
+else()
+  set(steps install configure build run)
+endif()
+foreach(step IN LISTS steps)
   if(step STREQUAL "install")
-    set(cmd ${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${WORK_DIR}/prefix")
+    set(cmd ${CMAKE_COMMAND} --install "${BUILD_DIR}" --prefix "${prefix}")
   elseif(step STREQUAL "configure")
-    set(cmd ${CMAKE_COMMAND} -S "${SOURCE_DIR}/examples/small_cnn" -B "${WORK_DIR}/build" -G "${GENERATOR}"
-            "-DCMAKE_PREFIX_PATH=${WORK_DIR}/prefix" -DCMAKE_BUILD_TYPE=Release)
+    set(cmd ${CMAKE_COMMAND} -S "${SOURCE_DIR}/examples/${EXAMPLE}" -B "${WORK_DIR}/build" -G "${GENERATOR}"
+            "-DCMAKE_PREFIX_PATH=${prefix}" -DCMAKE_BUILD_TYPE=Release)
+  elseif(step STREQUAL "flags")
+    file(GLOB_RECURSE pc_files "${prefix}/*/tessera.pc")
+    list(GET pc_files 0 pc_file)
+    get_filename_component(pc_dir "${pc_file}" DIRECTORY)
+    set(ENV{PKG_CONFIG_PATH} "${pc_dir}")
+    set(cmd ${PKG_CONFIG} --cflags --libs tessera)
+  elseif(step STREQUAL "build" AND BUILD_WITH STREQUAL "pkg-config")
+    separate_arguments(flags UNIX_COMMAND "${out}")
+    file(MAKE_DIRECTORY "${WORK_DIR}/build")
+    set(cmd ${CXX} -O1 "${SOURCE_DIR}/examples/${EXAMPLE}/main.cpp" ${flags} -o "${program}")
   elseif(step STREQUAL "build")
     set(cmd ${CMAKE_COMMAND} --build "${WORK_DIR}/build")
   else()
-    set(cmd "${WORK_DIR}/build/small_cnn")
+    set(cmd "${program}" ${RUN})
   endif()
-  execute_process(COMMAND ${cmd} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
-  message("${out}")
+  execute_process(COMMAND ${cmd} WORKING_DIRECTORY "${WORK_DIR}" RESULT_VARIABLE rc OUTPUT_VARIABLE out
+                  ERROR_VARIABLE err)
+  message("${step}: ${out}")
   if(NOT rc EQUAL 0)
-    message(FATAL_ERROR "example ${step} failed (${rc}):\n${err}")
+    message(FATAL_ERROR "example ${EXAMPLE} ${step} failed (${rc}):\n${err}")
   endif()
 endforeach()

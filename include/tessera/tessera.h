@@ -1,15 +1,30 @@
-// Tessera's umbrella header: everything a user needs to build and train models.
+// Tessera's umbrella header: the whole public API, to build, train, save and serve models,
+// and to give a model of one's own the command line (tessera::cli::main).
 #pragma once
 
+#include "tessera/autograd/bf16.h"
 #include "tessera/autograd/gradcheck.h"
+#include "tessera/autograd/profiler.h"
+#include "tessera/autograd/safetensors.h"
 #include "tessera/autograd/tape.h"
 #include "tessera/autograd/tensor.h"
 #include "tessera/datasets/datasets.h"
+#include "tessera/models/registry.h"
+#include "tessera/models/resnet.h"
+#include "tessera/models/sagan_cnn.h"
 #include "tessera/models/vit.h"
 #include "tessera/nn/attention.h"
 #include "tessera/nn/init.h"
 #include "tessera/nn/layers.h"
 #include "tessera/nn/module.h"
 #include "tessera/nn/transformer.h"
+#include "tessera/ops/cpu_info.h"
+#include "tessera/ops/kernels.h"
 #include "tessera/ops/ops.h"
 #include "tessera/optim/optim.h"
+#include "tessera/train/checkpoint.h"
+#include "tessera/train/cli.h"
+#include "tessera/train/config.h"
+#include "tessera/train/data.h"
+#include "tessera/train/memory.h"
+#include "tessera/train/trainer.h"
