@@ -26,6 +26,13 @@ Registry& registry() {
 
 }  // namespace
 
+void check_images(std::string_view model, const Tensor& images, const ModelInput& in) {
+  TESSERA_CHECK(images.dim() == 4 && images.size(1) == in.channels && images.size(2) == in.height &&
+                    images.size(3) == in.width,
+                ShapeError, "{}: images {} must be (B, {}, {}, {})", model, shape_str(images.shape()), in.channels,
+                in.height, in.width);
+}
+
 void register_model(ModelSpec spec) {
   TESSERA_CHECK(!spec.name.empty() && spec.build && spec.input && spec.defaults.has_value(), ConfigError,
                 "register_model: a model needs a name, defaults, an input and a builder");

@@ -4,13 +4,11 @@
 
 #include <fmt/ranges.h>
 
+#include "models/conv_stages.h"
 #include "tessera/nn/init.h"
 
 namespace tessera::models {
 namespace {
-
-// The widest stage: 4096 channels (16 M weights per 3x3 convolution).
-constexpr std::int64_t kMaxChannels = 4096;
 
 nn::Conv2dLayerOptions conv3x3(std::int64_t stride) { return {.stride = stride, .padding = 1, .bias = false}; }
 
@@ -21,15 +19,8 @@ void kaiming_fan_out_(nn::Conv2d& conv, Generator& gen) {
 }
 
 void check(const ResNetConfig& c) {
-  std::vector<std::string> bad;
-  const std::int64_t shrink = (std::int64_t{1} << (c.stages - 1)) * (c.stem_pool ? 2 : 1);
-  if (c.image_h < shrink || c.image_w < shrink)
-    bad.push_back(fmt::format("model.image_size {}x{} is smaller than the {}x reduction of model.stages {}{}",
-                              c.image_h, c.image_w, shrink, c.stages, c.stem_pool ? " and model.stem_pool" : ""));
-  if (c.width * (std::int64_t{1} << (c.stages - 1)) > kMaxChannels)
-    bad.push_back(fmt::format("model.width {} doubled over model.stages {} exceeds {} channels", c.width, c.stages,
-                              kMaxChannels));
-  TESSERA_CHECK(bad.empty(), ConfigError, "{}", fmt::join(bad, "; "));
+  check_conv_stages(c.image_h, c.image_w, c.width, c.stages, (std::int64_t{1} << (c.stages - 1)) * (c.stem_pool ? 2 : 1),
+                    fmt::format("model.stages {}{}", c.stages, c.stem_pool ? " and model.stem_pool" : ""));
 }
 
 const ResNetConfig& validated(const ResNetConfig& c) {
@@ -81,10 +72,7 @@ ResNet::ResNet(const ResNetConfig& cfg, Generator& gen)
 }
 
 Tensor ResNet::forward(const Tensor& images) {
-  TESSERA_CHECK(images.dim() == 4 && images.size(1) == config.channels && images.size(2) == config.image_h &&
-                    images.size(3) == config.image_w,
-                ShapeError, "ResNet: images {} must be (B, {}, {}, {})", shape_str(images.shape()), config.channels,
-                config.image_h, config.image_w);
+  check_images("ResNet", images, {config.channels, config.image_h, config.image_w, config.num_classes});
   Tensor x = relu(bn1(conv1(images)));
   if (config.stem_pool) x = max_pool2d(x, {.kernel_h = 3, .kernel_w = 3, .stride_h = 2, .stride_w = 2,
                                           .pad_h = 1, .pad_w = 1});

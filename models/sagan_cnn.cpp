@@ -2,24 +2,15 @@
 
 #include <fmt/ranges.h>
 
+#include "models/conv_stages.h"
 #include "tessera/nn/init.h"
 
 namespace tessera::models {
 namespace {
 
-// The widest stage: 4096 channels (16 M weights per 3x3 convolution).
-constexpr std::int64_t kMaxChannels = 4096;
-
 void check(const SaganCnnConfig& c) {
-  std::vector<std::string> bad;
-  const std::int64_t shrink = std::int64_t{1} << c.stages;
-  if (c.image_h < shrink || c.image_w < shrink)
-    bad.push_back(fmt::format("model.image_size {}x{} is smaller than the {}x reduction of model.stages {}",
-                              c.image_h, c.image_w, shrink, c.stages));
-  if (c.width * (std::int64_t{1} << (c.stages - 1)) > kMaxChannels)
-    bad.push_back(fmt::format("model.width {} doubled over model.stages {} exceeds {} channels", c.width, c.stages,
-                              kMaxChannels));
-  TESSERA_CHECK(bad.empty(), ConfigError, "{}", fmt::join(bad, "; "));
+  check_conv_stages(c.image_h, c.image_w, c.width, c.stages, std::int64_t{1} << c.stages,
+                    fmt::format("model.stages {}", c.stages));
 }
 
 const SaganCnnConfig& validated(const SaganCnnConfig& c) {
@@ -63,19 +54,13 @@ SaganCnn::SaganCnn(const SaganCnnConfig& cfg, Generator& gen)
 }
 
 std::pair<Tensor, Tensor> SaganCnn::forward_with_attention(const Tensor& images) {
-  TESSERA_CHECK(images.dim() == 4 && images.size(1) == config.channels && images.size(2) == config.image_h &&
-                    images.size(3) == config.image_w,
-                ShapeError, "SaganCnn: images {} must be (B, {}, {}, {})", shape_str(images.shape()), config.channels,
-                config.image_h, config.image_w);
+  check_images("SaganCnn", images, {config.channels, config.image_h, config.image_w, config.num_classes});
   auto [x, map] = attn.forward_with_attention(features(images));
   return {head(drop(mean(x, {2, 3}))), map};
 }
 
 Tensor SaganCnn::forward(const Tensor& images) {
-  TESSERA_CHECK(images.dim() == 4 && images.size(1) == config.channels && images.size(2) == config.image_h &&
-                    images.size(3) == config.image_w,
-                ShapeError, "SaganCnn: images {} must be (B, {}, {}, {})", shape_str(images.shape()), config.channels,
-                config.image_h, config.image_w);
+  check_images("SaganCnn", images, {config.channels, config.image_h, config.image_w, config.num_classes});
   return head(drop(mean(attn(features(images)), {2, 3})));
 }
 

@@ -109,10 +109,7 @@ nn::UnaryModule& ViT::make_norm(const ViTConfig& c) {
 }
 
 Tensor ViT::features(const Tensor& images) {
-  TESSERA_CHECK(images.dim() == 4 && images.size(1) == config.channels && images.size(2) == config.image_h &&
-                    images.size(3) == config.image_w,
-                ShapeError, "ViT: images {} must be (B, {}, {}, {})", shape_str(images.shape()), config.channels,
-                config.image_h, config.image_w);
+  check_images("ViT", images, {config.channels, config.image_h, config.image_w, config.num_classes});
   const std::int64_t B = images.size(0);
   const Tensor patches = patch_embed(images);                                           // (B, N, D)
   Tensor x = concat({expand(cls_token, {B, 1, config.dim}), patches}, 1) + pos_embed;   // (B, N+1, D)

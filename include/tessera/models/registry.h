@@ -31,6 +31,10 @@ struct ModelInput {
   std::int64_t num_classes = 0;
 };
 
+// ShapeError "<model>: images (...) must be (B, C, H, W)" unless `images` fit `in`: what
+// every image model's forward checks first.
+void check_images(std::string_view model, const Tensor& images, const ModelInput& in);
+
 // The value of one key, whatever syntax the config gave it.
 using ImageSide = std::array<std::int64_t, 2>;  // {height, width}
 using KeyValue = std::variant<std::int64_t, double, bool, std::string, ImageSide>;
