@@ -36,4 +36,15 @@ void Profiler::on_record(const char* op) {
 
 void Profiler::on_backward(const char* op, double seconds) { state().ops[op].backward_s += seconds; }
 
+namespace {
+thread_local FlopCounter* t_counter = nullptr;
+}  // namespace
+
+FlopCounter::FlopCounter() : previous_(t_counter) { t_counter = this; }
+FlopCounter::~FlopCounter() { t_counter = previous_; }
+
+void count_flops(double flops) {
+  if (t_counter) t_counter->flops_ += flops;
+}
+
 }  // namespace tessera

@@ -68,9 +68,25 @@ struct Workload {
   DType precision = DType::f32;
 };
 
+// Seconds of `calls` runs of fn, each timed alone: (p50, p99).
+template <class Fn>
+std::pair<double, double> latency(int calls, Fn&& fn) {
+  std::vector<double> t(static_cast<std::size_t>(calls));
+  for (double& s : t) {
+    const auto t0 = std::chrono::steady_clock::now();
+    fn();
+    s = seconds_since(t0);
+  }
+  std::sort(t.begin(), t.end());
+  const auto at = [&](double q) { return t[static_cast<std::size_t>(q * static_cast<double>(calls - 1))]; };
+  return {at(0.50), at(0.99)};
+}
+
 // Training (forward, loss, backward, clipping, optimizer step) and inference throughput on
-// random data, after 2 warm-up steps; then, with `profile`, the per-op breakdown.
-void measure(const Workload& w, int steps, bool profile) {
+// random data, after 2 warm-up steps; the training work as a roofline counts it (the forward
+// pass's matrix products, times 3) against `peak_gflop_s`; optionally batch-1 latency and the
+// per-op breakdown.
+void measure(const Workload& w, const BenchOptions& opts, double peak_gflop_s) {
   const AutocastGuard precision(w.precision);
   Generator g(0);
   const Tensor x = randn(w.images, {}, g);
@@ -85,23 +101,41 @@ void measure(const Workload& w, int steps, bool profile) {
     w.opt.step();
   };
   const std::int64_t batch = w.images[0];
+  const int steps = opts.steps;
   for (int i = 0; i < 2; ++i) step();
   auto t0 = std::chrono::steady_clock::now();
   for (int i = 0; i < steps; ++i) step();
-  const double train = steps * batch / seconds_since(t0);
+  const double train_s = seconds_since(t0);
+  const double train = steps * batch / train_s;
   w.model.eval();
-  double infer;
+  double infer, forward_flops;
+  std::string extra;
   {
     NoGradGuard no_grad;
-    for (int i = 0; i < 2; ++i) w.model(x);
+    {
+      FlopCounter count;
+      w.model(x);
+      forward_flops = count.flops();
+    }
+    w.model(x);
     t0 = std::chrono::steady_clock::now();
     for (int i = 0; i < steps; ++i) w.model(x);
     infer = steps * batch / seconds_since(t0);
+    if (opts.latency) {
+      const Tensor one = slice(x, 0, 0, 1).contiguous_copy();
+      for (int i = 0; i < 10; ++i) w.model(one);
+      const auto [p50, p99] = latency(200, [&] { w.model(one); });
+      extra += fmt::format(" latency_p50_ms={:.3f} latency_p99_ms={:.3f}", 1e3 * p50, 1e3 * p99);
+    }
   }
-  fmt::print("config={}{} params={} batch={} train_img_s={:.1f} infer_img_s={:.1f} peak_rss_mb={:.0f}\n", w.name,
-             w.precision == DType::bf16 ? "-bf16" : "", w.model.num_parameters(), batch, train, infer, peak_rss_mb());
+  const double train_gflop_s = 3.0 * forward_flops * steps / train_s / 1e9;
+  if (peak_gflop_s > 0)
+    extra += fmt::format(" train_gflop_s={:.1f} peak_share={:.2f}", train_gflop_s, train_gflop_s / peak_gflop_s);
+  fmt::print("config={}{} params={} batch={} train_img_s={:.1f} infer_img_s={:.1f} peak_rss_mb={:.0f}{}\n", w.name,
+             w.precision == DType::bf16 ? "-bf16" : "", w.model.num_parameters(), batch, train, infer, peak_rss_mb(),
+             extra);
   std::fflush(stdout);
-  if (profile) {
+  if (opts.profile) {
     w.model.train();
     Profiler::reset();
     Profiler::enable(true);
@@ -111,7 +145,7 @@ void measure(const Workload& w, int steps, bool profile) {
   }
 }
 
-void bench_preset(const std::string& name, const Preset& p, int steps, bool profile, bool bf16) {
+void bench_preset(const std::string& name, const Preset& p, const BenchOptions& opts, double peak_gflop_s) {
   models::ViTConfig c;
   c.image_h = c.image_w = p.img;
   c.patch_size = p.patch;
@@ -121,29 +155,47 @@ void bench_preset(const std::string& name, const Preset& p, int steps, bool prof
   c.heads = p.heads;
   c.mlp_dim = p.mlp;
   c.num_classes = p.classes;
+  // As the peer's --dropout: dropout, attention dropout and drop path (rising to it).
+  c.dropout = c.attn_dropout = c.drop_path = opts.dropout;
   manual_seed(0);
   models::ViT model(c);
   optim::AdamW opt(model.parameters(), {.lr = 1e-3, .weight_decay = 0.05});
   measure({name, model, opt, {p.batch, p.chans, p.img, p.img}, p.classes, 0.0, 0.0,
-           bf16 ? DType::bf16 : DType::f32},
-          steps, profile);
+           opts.bf16 ? DType::bf16 : DType::f32},
+          opts, peak_gflop_s);
 }
 
 // A config's own model, batch, optimizer, label smoothing, clipping and precision, with its
 // regularisers (dropout, drop path) as configured. The data is random: the loader and
 // augmentation are not timed.
-void bench_config(const std::string& file, const std::vector<std::string>& sets, int steps, bool profile) {
+void bench_config(const BenchOptions& opts, double peak_gflop_s) {
   std::vector<train::ConfigOverride> overrides;
-  for (const std::string& s : sets) overrides.push_back(train::parse_override(s));
-  train::TrainConfig cfg = train::load_config(file, overrides);
+  for (const std::string& s : opts.sets) overrides.push_back(train::parse_override(s));
+  train::TrainConfig cfg = train::load_config(opts.config, overrides);
   TESSERA_CHECK(cfg.train.device.is_cpu(), ConfigError, "bench: --config times the CPU; set train.device: cpu");
   train::check_runnable(cfg);
   const auto model = train::build_model(cfg);
   const auto opt = train::make_optimizer(cfg, *model);
   const train::ModelInput in = cfg.model.input();
-  measure({file, *model, *opt, {cfg.train.batch_size, in.channels, in.height, in.width}, in.num_classes,
+  measure({opts.config, *model, *opt, {cfg.train.batch_size, in.channels, in.height, in.width}, in.num_classes,
            cfg.train.label_smoothing, cfg.optim.clip_grad_norm, cfg.train.precision},
-          steps, profile);
+          opts, peak_gflop_s);
+}
+
+// The f32 matmul throughput a roofline compares with: the best of square products of 1024
+// and 2048 through the library's kernel.
+double matmul_peak_gflop_s() {
+  double best = 0;
+  for (const std::int64_t n : {1024, 2048}) {
+    const Tensor a = randn({n, n}), b = randn({n, n});
+    Tensor c = empty({n, n});
+    kernels::matmul(a, b, false, false, c);
+    const int reps = std::max(2, static_cast<int>(2e10 / (2.0 * n * n * n)));
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) kernels::matmul(a, b, false, false, c);
+    best = std::max(best, 2.0 * n * n * n * reps / seconds_since(t0) / 1e9);
+  }
+  return best;
 }
 
 // GFLOP/s of square matrix products through the library's kernel (oneDNN), f32 and bf16
@@ -178,14 +230,16 @@ int run(const BenchOptions& opts) {
     bench_matmul(opts.steps);
     return 0;
   }
+  const double peak = opts.roofline ? matmul_peak_gflop_s() : 0.0;
+  if (peak > 0) fmt::print("f32 matmul peak {:.1f} GFLOP/s (n = 1024, 2048)\n", peak);
   if (!opts.config.empty()) {
-    bench_config(opts.config, opts.sets, opts.steps, opts.profile);
+    bench_config(opts, peak);
     return 0;
   }
   for (const std::string& name : opts.presets) {
     auto it = presets().find(name);
     TESSERA_CHECK(it != presets().end(), ConfigError, "bench: unknown preset '{}' (seed, mnist, tiny)", name);
-    bench_preset(name, it->second, opts.steps, opts.profile, opts.bf16);
+    bench_preset(name, it->second, opts, peak);
   }
   return 0;
 }

@@ -2,6 +2,7 @@
 // Letters: B batch, N tokens, D width, H heads, E = D / H head size.
 #include <limits>
 
+#include "tessera/autograd/profiler.h"
 #include "tessera/ops/kernels.h"
 #include "ops/op_utils.h"
 #include "tessera/ops/ops.h"
@@ -81,11 +82,15 @@ Tensor self_attention(const Tensor& qkv, std::int64_t heads, double scale, Atten
   Tensor out = detail::empty_like_shape({B, N, D}, qkv);
   Tensor probs = detail::empty_like_shape({B, heads, N, N}, qkv);
   kernels::attention_forward(qkv, heads, scale, drop, out, probs);
+  // q k^T and probs v: 2 products of B H N N E multiply-adds; backward does 4 of them.
+  const double flops = 4.0 * static_cast<double>(B * N) * static_cast<double>(N * D);
+  count_flops(flops);
   if (opts.weights) *opts.weights = probs;
   if (needs_recording({&qkv}))
-    record("self_attention", {qkv}, out, [heads, scale, drop, probs, qv = qkv.detach()](const Tensor& dout) {
+    record("self_attention", {qkv}, out, [heads, scale, drop, probs, flops, qv = qkv.detach()](const Tensor& dout) {
       Tensor dqkv = empty_like(qv);
       kernels::attention_backward(qv, probs, dout, heads, scale, drop, dqkv);
+      count_flops(2 * flops);
       return std::vector<Tensor>{dqkv};
     });
   return out;

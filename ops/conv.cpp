@@ -1,4 +1,5 @@
 // conv2d with its gradients.
+#include "tessera/autograd/profiler.h"
 #include "tessera/ops/kernels.h"
 #include "ops/op_utils.h"
 #include "tessera/ops/ops.h"
@@ -31,19 +32,23 @@ Tensor conv2d(const Tensor& x, const Tensor& w, const Tensor& bias, Conv2dOption
   const Shape shape{x.size(0), w.size(0), (H - w.size(2)) / o.stride_h + 1, (W - w.size(3)) / o.stride_w + 1};
   Tensor y = detail::empty_like_shape(shape, x);
   kernels::conv2d_forward(x, w, bias, o, y);
+  const double flops = 2.0 * static_cast<double>(y.numel()) * static_cast<double>(w.size(1) * w.size(2) * w.size(3));
+  count_flops(flops);
   if (needs_recording({&x, &w, &bias})) {
     const bool gx = x.requires_grad(), gw = w.requires_grad();
     const bool gb = bias.defined() && bias.requires_grad();
-    record("conv2d", {x, w, bias}, y, [gx, gw, gb, o, xv = x.detach(), wv = w.detach()](const Tensor& dy) {
+    record("conv2d", {x, w, bias}, y, [gx, gw, gb, o, flops, xv = x.detach(), wv = w.detach()](const Tensor& dy) {
       Tensor dx, dw, db;
       if (gx) {
         dx = empty_like(xv);
         kernels::conv2d_backward_data(wv, dy, o, dx);
+        count_flops(flops);
       }
       if (gw || gb) {
         Tensor dw_buf = empty_like(wv);
         db = gb ? detail::empty_like_shape({wv.size(0)}, wv) : Tensor();
         kernels::conv2d_backward_weights(xv, dy, o, dw_buf, db);
+        count_flops(flops);
         if (gw) dw = dw_buf;
       }
       return std::vector<Tensor>{dx, dw, db};

@@ -1,4 +1,5 @@
 // matmul and linear, with their gradients.
+#include "tessera/autograd/profiler.h"
 #include "tessera/ops/cpu_info.h"
 #include "tessera/ops/kernels.h"
 #include "ops/op_utils.h"
@@ -43,6 +44,7 @@ Tensor matmul(const Tensor& a, const Tensor& b, bool ta, bool tb) {
   shape.push_back(N);
   Tensor out = detail::empty_like_shape(shape, a);
   kernels::matmul(a, b, ta, tb, out);
+  count_flops(2.0 * static_cast<double>(out.numel()) * static_cast<double>(Ka));
 
   if (needs_recording({&a, &b})) {
     const bool ga = a.requires_grad(), gb = b.requires_grad();
@@ -78,6 +80,7 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
   Shape shape = x.shape();
   shape.back() = N;
   Tensor out = detail::empty_like_shape(shape, x);
+  count_flops(2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K));
   const bool mixed = t_autocast == DType::bf16 && x.dtype() == DType::f32 && x.device().is_cpu() && K > 0;
   if (mixed) {
     // bf16 copies of the operands serve the forward product and both gradient products.
@@ -94,11 +97,13 @@ Tensor linear(const Tensor& x, const Tensor& w, const Tensor& bias) {
         if (gx) {
           dx = empty({M, K});
           kernels::matmul(db16, wb, false, false, dx);  // (M,N)(N,K)
+          count_flops(2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K));
           dx = dx.reshape(in);
         }
         if (gw) {
           dw = empty({N, K});
           kernels::matmul(db16, xb, true, false, dw);   // (N,M)(M,K)
+          count_flops(2.0 * static_cast<double>(M) * static_cast<double>(N) * static_cast<double>(K));
         }
         if (gbias) db = sum(d2, {0});
         return std::vector<Tensor>{dx, dw, db};

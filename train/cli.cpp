@@ -302,6 +302,11 @@ const Command kCommands[] = {
        c.add_flag("--profile", b.profile, "per-op time breakdown of a training step");
        c.add_flag("--matmul", b.matmul, "matmul GFLOP/s in f32 and bf16");
        c.add_flag("--bf16", b.bf16, "mixed precision: bf16 linear layers, f32 master weights");
+       c.add_flag("--latency", b.latency, "also batch-1 inference latency (p50, p99 of 200 calls)");
+       c.add_option("--dropout", b.dropout, "presets: dropout, attention dropout and drop path at this rate")
+           ->check(CLI::Range(0.0, 0.99))
+           ->excludes("--config");
+       c.add_flag("!--no-roofline", b.roofline, "skip the matmul peak and the roofline shares");
      },
      run_bench},
 };

@@ -26,4 +26,22 @@ class Profiler {
   static void mark();  // restart the forward clock (start of a pass)
 };
 
+// The multiply-add work of the passes run while it is alive on this thread: 2mnk per matrix
+// product (matmul, linear, convolution, attention's two products), what a roofline counts.
+// Ops report theirs with count_flops; a backward pass's products count as they run.
+class FlopCounter {
+ public:
+  FlopCounter();
+  ~FlopCounter();
+  FlopCounter(const FlopCounter&) = delete;
+  FlopCounter& operator=(const FlopCounter&) = delete;
+  double flops() const { return flops_; }
+
+ private:
+  friend void count_flops(double flops);
+  double flops_ = 0;
+  FlopCounter* previous_;
+};
+void count_flops(double flops);
+
 }  // namespace tessera
