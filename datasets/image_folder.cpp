@@ -1,6 +1,7 @@
 #include "tessera/datasets/image_folder.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <memory>
 
@@ -21,6 +22,64 @@ bool ImageFolderDataset::is_image_file(const fs::path& path) {
   return ext == ".png" || ext == ".jpg" || ext == ".jpeg" || ext == ".bmp";
 }
 
+namespace {
+
+// stb_image decodes a dozen formats, told apart by content; its rarely used decoders are the
+// least hardened (fuzz_image found Debian's 16-bit PNM path reading past its buffer). Only
+// these formats reach it, and PNM only once its header and pixel bytes have been checked here.
+enum class ImageFormat { png, jpeg, bmp, pnm, unknown };
+
+ImageFormat sniff_format(std::span<const std::uint8_t> b) {
+  auto starts = [&](std::initializer_list<std::uint8_t> magic) {
+    return b.size() >= magic.size() && std::equal(magic.begin(), magic.end(), b.begin());
+  };
+  if (starts({0x89, 'P', 'N', 'G', '\r', '\n', 0x1a, '\n'})) return ImageFormat::png;
+  if (starts({0xff, 0xd8})) return ImageFormat::jpeg;
+  if (starts({'B', 'M'})) return ImageFormat::bmp;
+  if (starts({'P', '5'}) || starts({'P', '6'})) return ImageFormat::pnm;
+  return ImageFormat::unknown;
+}
+
+// A binary PGM (P5) or PPM (P6): "P5 <width> <height> <maxval>" separated by whitespace or
+// '#' comments, one whitespace byte, then width*height*channels bytes of 8-bit samples.
+void check_pnm(std::span<const std::uint8_t> b, const std::string& what) {
+  std::size_t pos = 2;
+  auto fields = std::array<std::int64_t, 3>{};
+  for (std::int64_t& field : fields) {
+    for (;;) {
+      while (pos < b.size() && std::isspace(b[pos])) ++pos;
+      if (pos < b.size() && b[pos] == '#')
+        while (pos < b.size() && b[pos] != '\n') ++pos;
+      else
+        break;
+    }
+    TESSERA_CHECK(pos < b.size() && std::isdigit(b[pos]), DataError,
+                  "{}: PNM header is cut short or not a number", what);
+    for (field = 0; pos < b.size() && std::isdigit(b[pos]); ++pos) {
+      field = field * 10 + (b[pos] - '0');
+      TESSERA_CHECK(field <= kMaxImagePixels, DataError, "{}: PNM header value is too large", what);
+    }
+  }
+  const auto [width, height, maxval] = fields;
+  TESSERA_CHECK(maxval >= 1 && maxval <= 255, DataError,
+                "{}: PNM with maximum value {} (only 8-bit PGM/PPM, maximum 1 to 255, is supported)",
+                what, maxval);
+  TESSERA_CHECK(width > 0 && height > 0, DataError, "{}: the image is empty ({}x{} pixels)", what,
+                width, height);
+  TESSERA_CHECK(width * height <= kMaxImagePixels, DataError,
+                "{}: {}x{} pixels is larger than the {} pixels an image may have", what, width,
+                height, kMaxImagePixels);
+  TESSERA_CHECK(pos < b.size() && std::isspace(b[pos]), DataError,
+                "{}: PNM header does not end in whitespace", what);
+  const std::int64_t channels = b[1] == '5' ? 1 : 3;
+  const auto have = static_cast<std::int64_t>(b.size() - pos - 1);
+  TESSERA_CHECK(have >= width * height * channels, DataError,
+                "{}: PNM holds {} bytes of pixels, its {}x{}x{} header needs {}", what, have, width,
+                height, channels, width * height * channels);
+}
+
+}  // namespace
+
 void decode_image(std::span<const std::uint8_t> encoded, const ImageShape& shape,
                   std::span<std::uint8_t> out, const std::string& what) {
   TESSERA_CHECK(shape.channels == 1 || shape.channels == 3, ConfigError,
@@ -30,6 +89,12 @@ void decode_image(std::span<const std::uint8_t> encoded, const ImageShape& shape
                 shape.numel());
   TESSERA_CHECK(encoded.size() <= static_cast<std::size_t>(INT32_MAX), DataError,
                 "{}: {} bytes is too large to decode", what, encoded.size());
+  switch (sniff_format(encoded)) {
+    case ImageFormat::unknown:
+      throw DataError(fmt::format("{}: cannot decode image: not a PNG, JPEG, BMP or binary PGM/PPM image", what));
+    case ImageFormat::pnm: check_pnm(encoded, what); break;
+    default: break;
+  }
   int w = 0, h = 0, file_channels = 0;
   const int c = static_cast<int>(shape.channels);
   // A header can claim a huge image in a few bytes (found by fuzz_image: 18 bytes declaring

@@ -15,7 +15,7 @@ void check(const SaganCnnConfig& c) {
 
 const SaganCnnConfig& validated(const SaganCnnConfig& c) {
   TESSERA_CHECK(c.image_h > 0 && c.image_w > 0 && c.channels > 0 && c.num_classes > 0 && c.width > 0 &&
-                    c.stages > 0 && c.stages <= 6 && c.qk_channels >= 0 && c.dropout >= 0 && c.dropout < 1,
+                    c.stages > 0 && c.stages <= 6 && c.convs_per_stage > 0 && c.qk_channels >= 0 && c.dropout >= 0 && c.dropout < 1,
                 ConfigError, "SaganCnn: sizes must be positive, stages at most 6 and dropout in [0, 1)");
   check(c);
   return c;
@@ -40,11 +40,13 @@ SaganCnn::SaganCnn(const SaganCnnConfig& cfg, Generator& gen)
   std::int64_t in = cfg.channels;
   for (std::int64_t s = 0; s < cfg.stages; ++s) {
     const std::int64_t out = cfg.width << s;
-    features.push_back(nn::Conv2d(in, out, 3, {.padding = 1, .bias = false}));
-    features.push_back(nn::BatchNorm2d(out));
-    features.push_back(nn::ReLU());
+    for (std::int64_t i = 0; i < cfg.convs_per_stage; ++i) {
+      features.push_back(nn::Conv2d(in, out, 3, {.padding = 1, .bias = false}));
+      features.push_back(nn::BatchNorm2d(out));
+      features.push_back(nn::ReLU());
+      in = out;
+    }
     features.push_back(nn::MaxPool2d(2));
-    in = out;
   }
   // PyTorch's default initialisation, drawn from the model's own generator.
   apply([&gen](nn::Module& m) {
@@ -72,6 +74,8 @@ ModelSpec sagan_cnn_model_spec() {
       .integer("num_classes", &SaganCnnConfig::num_classes, 1, 1 << 20, "Number of output classes.")
       .integer("width", &SaganCnnConfig::width, 1, 1024, "Channels of the first stage; each stage doubles them.")
       .integer("stages", &SaganCnnConfig::stages, 1, 6, "Convolution stages, each ending in a 2x2 max pool.")
+      .integer("convs_per_stage", &SaganCnnConfig::convs_per_stage, 1, 16,
+               "3x3 convolutions (with batch norm and ReLU) in each stage.")
       .integer("qk_channels", &SaganCnnConfig::qk_channels, 0, 4096,
                "Query and key channels of the self-attention (0 = its channels / 8, as SAGAN).")
       .rate("dropout", &SaganCnnConfig::dropout, "Dropout before the linear head.");

@@ -53,6 +53,8 @@ head -c 2000 run/last.safetensors > truncated.safetensors
 echo 'not an image' > note.png
 printf 'P5\n3 0\n255\n' > flat.pgm
 printf 'P5\n20000 20000\n255\n' > huge.pgm
+printf 'P553\n553\n3838' > deep.pgm
+printf 'GIF89a\1\0\1\0' > anim.png
 touch afile
 # A gzipped IDX file whose valid 100-image header hides 200 MB of zeros (a decompression bomb).
 { printf '\x00\x00\x08\x03\x00\x00\x00\x64\x00\x00\x00\x1c\x00\x00\x00\x1c'; head -c 200000000 /dev/zero; } | gzip -1 > bomb.gz
@@ -129,6 +131,8 @@ try "resume with another model" train tiny.yaml --set model.dim=32 --resume run
 try "undecodable image" predict --checkpoint run/last.safetensors note.png
 try "image with a zero side (aborted stb; found by fuzzing)" predict --checkpoint run/last.safetensors flat.pgm
 try "a 19-byte image claiming 20000×20000 pixels (found by fuzzing)" predict --checkpoint run/last.safetensors huge.pgm
+try "a 16-bit PNM (read past stb's buffer; found by fuzzing)" predict --checkpoint run/last.safetensors deep.pgm
+try "a GIF named .png (stb would decode it; only checked formats reach it)" predict --checkpoint run/last.safetensors anim.png
 try "a number far beyond its key's range (wrapped a byte count: segfault)" summary tiny.yaml --set model.mlp_dim=1152921504606846980
 try "200,000 threads (segfault)" train tiny.yaml --set train.threads=200000
 try "a warm-up of 1e300 epochs" train tiny.yaml --set schedule.warmup_epochs=1e300

@@ -597,6 +597,27 @@ BOOST_AUTO_TEST_CASE(an_image_claiming_no_pixels_or_too_many_is_an_error) {
                          {"huge.pgm", "20000x20000 pixels is larger than"});
 }
 
+BOOST_AUTO_TEST_CASE(only_checked_formats_reach_the_decoder) {
+  auto decode = [](const std::string& bytes, std::int64_t channels) {
+    Bytes out(static_cast<std::size_t>(channels * 4 * 4));
+    decode_image({reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size()},
+                 {channels, 4, 4}, out, "x.png");
+    return out;
+  };
+  // A 16-bit PNM converted to RGB made stb_image read past its buffer (fuzz_image).
+  check_error<DataError>([&] { decode("P553\n553\n3838", 3); }, {"x.png", "maximum value 3838", "8-bit"});
+  // Pixel bytes missing: stb_image would return whatever its buffer held.
+  check_error<DataError>([&] { decode("P6 2 2 255\nabc", 1); }, {"x.png", "holds 3 bytes", "needs 12"});
+  check_error<DataError>([&] { decode("P5 2", 1); }, {"x.png", "cut short"});
+  check_error<DataError>([&] { decode("P5 2 2 255x", 1); }, {"x.png", "end in whitespace"});
+  // Formats stb_image knows but Tessera does not hand it: GIF, PSD, Radiance HDR, ASCII PGM.
+  for (const std::string other : {"GIF89a\x01\x00\x01\x00", "8BPS\x00\x01", "#?RADIANCE\n", "P2 1 1 255 7"})
+    check_error<DataError>([&] { decode(other, 1); }, {"x.png", "not a PNG, JPEG, BMP or binary PGM/PPM"});
+  // A valid one, with a comment in its header: 2x2 grey, resized to 4x4.
+  const Bytes grey = decode("P5 # made by hand\n2 2\n255\n\x10\x10\x10\x10", 1);
+  BOOST_TEST(std::all_of(grey.begin(), grey.end(), [](std::uint8_t v) { return v == 0x10; }));
+}
+
 BOOST_AUTO_TEST_CASE(bad_folders_and_files_are_errors) {
   test::TempDir dir("imgf_bad");
   make_folder(dir.path());

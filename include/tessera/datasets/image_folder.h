@@ -81,9 +81,9 @@ inline constexpr std::int64_t kMaxImageFileBytes = std::int64_t{1} << 28;
 // be read, DataError when it is larger than kMaxImageFileBytes.
 std::vector<std::uint8_t> read_image_file(const std::filesystem::path& path);
 
-// Decodes an encoded image (PNG, JPEG, BMP, ...) to `shape` (channels 1 or 3, resized as
-// needed) in (C, H, W) order. `what` names the source in the DataError for undecodable
-// data.
+// Decodes an encoded image (PNG, JPEG, BMP, or 8-bit binary PGM/PPM; told apart by content,
+// never by file name) to `shape` (channels 1 or 3, resized as needed) in (C, H, W) order.
+// `what` names the source in the DataError for any other or undecodable data.
 void decode_image(std::span<const std::uint8_t> encoded, const ImageShape& shape,
                   std::span<std::uint8_t> out, const std::string& what);
 

@@ -1,5 +1,6 @@
 // A convolutional classifier with SAGAN's self-attention inside (Zhang et al., 2019): stages
-// of 3x3 convolution, batch norm, ReLU and 2x2 max pooling, a SelfAttention2d layer over the
+// of 3x3 convolutions with batch norm and ReLU, each ending in a 2x2 max pool, a
+// SelfAttention2d layer over the
 // last feature map (its gate gamma starts at 0, so the network starts as a plain CNN), then
 // global average pooling and a linear head.
 #pragma once
@@ -17,6 +18,7 @@ struct SaganCnnConfig {
   std::int64_t num_classes = 10;
   std::int64_t width = 32;        // channels of the first stage; each stage doubles them
   std::int64_t stages = 2;        // each ends in a 2x2 max pool
+  std::int64_t convs_per_stage = 2;
   std::int64_t qk_channels = 0;   // query/key channels of the attention; 0: C / 8
   double dropout = 0.0;           // before the head
 };
@@ -31,7 +33,7 @@ class SaganCnn : public nn::UnaryModule {
   std::pair<Tensor, Tensor> forward_with_attention(const Tensor& images);
 
   SaganCnnConfig config;
-  nn::Sequential& features;  // per stage: conv, bn, relu, max pool
+  nn::Sequential& features;  // per stage: (conv, bn, relu) x convs_per_stage, max pool
   nn::SelfAttention2d& attn;
   nn::Dropout& drop;
   nn::Linear& head;
