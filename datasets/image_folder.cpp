@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <cstdlib>
 #include <memory>
 
 #include <fmt/format.h>
@@ -41,7 +42,8 @@ ImageFormat sniff_format(std::span<const std::uint8_t> b) {
 }
 
 // A binary PGM (P5) or PPM (P6): "P5 <width> <height> <maxval>" separated by whitespace or
-// '#' comments, one whitespace byte, then width*height*channels bytes of 8-bit samples.
+// '#' comments (to the end of the line), one whitespace byte, then width*height*channels
+// bytes of 8-bit samples.
 void check_pnm(std::span<const std::uint8_t> b, const std::string& what) {
   std::size_t pos = 2;
   auto fields = std::array<std::int64_t, 3>{};
@@ -49,7 +51,7 @@ void check_pnm(std::span<const std::uint8_t> b, const std::string& what) {
     for (;;) {
       while (pos < b.size() && std::isspace(b[pos])) ++pos;
       if (pos < b.size() && b[pos] == '#')
-        while (pos < b.size() && b[pos] != '\n') ++pos;
+        while (pos < b.size() && b[pos] != '\n' && b[pos] != '\r') ++pos;
       else
         break;
     }
@@ -78,6 +80,40 @@ void check_pnm(std::span<const std::uint8_t> b, const std::string& what) {
                 height, channels, width * height * channels);
 }
 
+// An uncompressed BMP (stb_image decodes no other kind) stores every row: the file must hold
+// what its header promises, or stb_image would decode a huge image out of a few bytes
+// (fuzz_image: 71 bytes claiming 4x16777213 pixels).
+void check_bmp(std::span<const std::uint8_t> b, const std::string& what) {
+  auto u32 = [&](std::size_t at) {
+    return static_cast<std::uint32_t>(b[at]) | static_cast<std::uint32_t>(b[at + 1]) << 8 |
+           static_cast<std::uint32_t>(b[at + 2]) << 16 | static_cast<std::uint32_t>(b[at + 3]) << 24;
+  };
+  auto u16 = [&](std::size_t at) { return static_cast<std::uint32_t>(b[at] | b[at + 1] << 8); };
+  TESSERA_CHECK(b.size() >= 26, DataError, "{}: BMP header is cut short", what);
+  const std::uint32_t data_offset = u32(10), header_size = u32(14);
+  const bool core = header_size == 12;  // OS/2 BITMAPCOREHEADER: 16-bit sides, no compression
+  TESSERA_CHECK(core || (header_size >= 40 && b.size() >= 34), DataError,
+                "{}: BMP header is cut short or of unknown size {}", what, header_size);
+  // Signed 32-bit sides in the usual header (a negative height: rows stored top-down).
+  auto side = [&](std::size_t at) { return std::int64_t{static_cast<std::int32_t>(u32(at))}; };
+  const std::int64_t width = core ? std::int64_t{u16(18)} : side(18);
+  const std::int64_t height = core ? std::int64_t{u16(20)} : side(22);
+  const std::uint32_t bits = core ? u16(24) : u16(28), compression = core ? 0 : u32(30);
+  // stb_image refuses RLE (1, 2) but decodes any other unknown value as uncompressed.
+  TESSERA_CHECK(compression == 0 || compression == 3, DataError,
+                "{}: BMP compression {} is not supported (only uncompressed BMP)", what, compression);
+  TESSERA_CHECK(width > 0 && height != 0, DataError, "{}: the image is empty ({}x{} pixels)", what,
+                width, height);
+  TESSERA_CHECK(width * std::abs(height) <= kMaxImagePixels, DataError,
+                "{}: {}x{} pixels is larger than the {} pixels an image may have", what, width,
+                std::abs(height), kMaxImagePixels);
+  const std::int64_t row_bytes = (bits * width + 31) / 32 * 4;
+  const std::int64_t needed = data_offset + row_bytes * std::abs(height);
+  TESSERA_CHECK(static_cast<std::int64_t>(b.size()) >= needed, DataError,
+                "{}: BMP holds {} bytes, its {}x{} pixels of {} bits need {}", what, b.size(), width,
+                std::abs(height), bits, needed);
+}
+
 }  // namespace
 
 void decode_image(std::span<const std::uint8_t> encoded, const ImageShape& shape,
@@ -93,24 +129,29 @@ void decode_image(std::span<const std::uint8_t> encoded, const ImageShape& shape
     case ImageFormat::unknown:
       throw DataError(fmt::format("{}: cannot decode image: not a PNG, JPEG, BMP or binary PGM/PPM image", what));
     case ImageFormat::pnm: check_pnm(encoded, what); break;
-    default: break;
+    case ImageFormat::bmp: check_bmp(encoded, what); break;
+    case ImageFormat::png:
+    case ImageFormat::jpeg: break;
   }
+  auto cannot_decode = [&] {
+    const char* why = stbi_failure_reason();
+    return DataError(fmt::format("{}: cannot decode image: {}", what, why ? why : "unknown reason"));
+  };
   int w = 0, h = 0, file_channels = 0;
   const int c = static_cast<int>(shape.channels);
   // A header can claim a huge image in a few bytes (found by fuzz_image: 18 bytes declaring
-  // 20480x14389); refuse before stb_image allocates and decodes it.
-  if (stbi_info_from_memory(encoded.data(), static_cast<int>(encoded.size()), &w, &h, &file_channels))
-    TESSERA_CHECK(static_cast<std::int64_t>(w) * h <= kMaxImagePixels, DataError,
-                  "{}: {}x{} pixels is larger than the {} pixels an image may have", what, w, h,
-                  kMaxImagePixels);
+  // 20480x14389); refuse before stb_image allocates and decodes it. A header stb_image cannot
+  // read is refused too, so that nothing is decoded unchecked.
+  if (!stbi_info_from_memory(encoded.data(), static_cast<int>(encoded.size()), &w, &h, &file_channels))
+    throw cannot_decode();
+  TESSERA_CHECK(static_cast<std::int64_t>(w) * h <= kMaxImagePixels, DataError,
+                "{}: {}x{} pixels is larger than the {} pixels an image may have", what, w, h,
+                kMaxImagePixels);
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
       stbi_load_from_memory(encoded.data(), static_cast<int>(encoded.size()), &w, &h,
                             &file_channels, c),
       stbi_image_free);
-  if (!pixels) {
-    const char* why = stbi_failure_reason();
-    throw DataError(fmt::format("{}: cannot decode image: {}", what, why ? why : "unknown reason"));
-  }
+  if (!pixels) throw cannot_decode();
   // stb_image accepts a PNM header with a zero side; stb_image_resize asserts on it.
   TESSERA_CHECK(w > 0 && h > 0, DataError, "{}: the image is empty ({}x{} pixels)", what, w, h);
   // pixels: (h, w, c) interleaved; resize in that layout, then split into planes.

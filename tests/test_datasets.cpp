@@ -610,6 +610,24 @@ BOOST_AUTO_TEST_CASE(only_checked_formats_reach_the_decoder) {
   check_error<DataError>([&] { decode("P6 2 2 255\nabc", 1); }, {"x.png", "holds 3 bytes", "needs 12"});
   check_error<DataError>([&] { decode("P5 2", 1); }, {"x.png", "cut short"});
   check_error<DataError>([&] { decode("P5 2 2 255x", 1); }, {"x.png", "end in whitespace"});
+  // A BMP header promising 4x3559427 pixels in 90 bytes: stb_image decoded it, slowly,
+  // out of nothing (fuzz_image).
+  std::string bmp(54, '\0');
+  auto put32 = [&](std::size_t at, std::uint32_t v) {
+    for (int i = 0; i < 4; ++i) bmp[at + i] = static_cast<char>(v >> (8 * i));
+  };
+  bmp[0] = 'B', bmp[1] = 'M';
+  put32(10, 54), put32(14, 40), put32(18, 4), put32(22, 3559427), put32(26, 1 | 24 << 16);
+  check_error<DataError>([&] { decode(bmp + std::string(36, '\x7f'), 3); },
+                         {"x.png", "BMP holds 90 bytes", "4x3559427 pixels of 24 bits need 42713178"});
+  put32(30, 0x400000);  // an unknown compression, which stb_image decoded as none
+  check_error<DataError>([&] { decode(bmp + std::string(36, '\x7f'), 3); },
+                         {"x.png", "BMP compression 4194304 is not supported"});
+  put32(30, 0), put32(18, 0xffffffff);  // width -1, once read as 4294967295 (fuzz_image)
+  check_error<DataError>([&] { decode(bmp + std::string(36, '\x7f'), 3); }, {"x.png", "empty (-1x3559427"});
+  put32(18, 4), put32(22, 2);  // two rows of 4 pixels, 12 bytes each: 24 bytes after the header
+  const Bytes rgb = decode(bmp + std::string(24, '\x7f'), 3);
+  BOOST_TEST(std::all_of(rgb.begin(), rgb.end(), [](std::uint8_t v) { return v == 0x7f; }));
   // Formats stb_image knows but Tessera does not hand it: GIF, PSD, Radiance HDR, ASCII PGM.
   for (const std::string other : {"GIF89a\x01\x00\x01\x00", "8BPS\x00\x01", "#?RADIANCE\n", "P2 1 1 255 7"})
     check_error<DataError>([&] { decode(other, 1); }, {"x.png", "not a PNG, JPEG, BMP or binary PGM/PPM"});
