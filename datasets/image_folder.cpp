@@ -25,6 +25,16 @@ bool ImageFolderDataset::is_image_file(const fs::path& path) {
 
 namespace {
 
+// Every image, whatever its format: not empty, and within kMaxImagePixels (checked on the
+// header, before stb_image allocates and decodes).
+void check_image_size(std::int64_t width, std::int64_t height, const std::string& what) {
+  TESSERA_CHECK(width > 0 && height > 0, DataError, "{}: the image is empty ({}x{} pixels)", what,
+                width, height);
+  TESSERA_CHECK(width * height <= kMaxImagePixels, DataError,
+                "{}: {}x{} pixels is larger than the {} pixels an image may have", what, width,
+                height, kMaxImagePixels);
+}
+
 // stb_image decodes a dozen formats, told apart by content; its rarely used decoders are the
 // least hardened (fuzz_image found Debian's 16-bit PNM path reading past its buffer). Only
 // these formats reach it, and PNM only once its header and pixel bytes have been checked here.
@@ -66,11 +76,7 @@ void check_pnm(std::span<const std::uint8_t> b, const std::string& what) {
   TESSERA_CHECK(maxval >= 1 && maxval <= 255, DataError,
                 "{}: PNM with maximum value {} (only 8-bit PGM/PPM, maximum 1 to 255, is supported)",
                 what, maxval);
-  TESSERA_CHECK(width > 0 && height > 0, DataError, "{}: the image is empty ({}x{} pixels)", what,
-                width, height);
-  TESSERA_CHECK(width * height <= kMaxImagePixels, DataError,
-                "{}: {}x{} pixels is larger than the {} pixels an image may have", what, width,
-                height, kMaxImagePixels);
+  check_image_size(width, height, what);
   TESSERA_CHECK(pos < b.size() && std::isspace(b[pos]), DataError,
                 "{}: PNM header does not end in whitespace", what);
   const std::int64_t channels = b[1] == '5' ? 1 : 3;
@@ -102,16 +108,13 @@ void check_bmp(std::span<const std::uint8_t> b, const std::string& what) {
   // stb_image refuses RLE (1, 2) but decodes any other unknown value as uncompressed.
   TESSERA_CHECK(compression == 0 || compression == 3, DataError,
                 "{}: BMP compression {} is not supported (only uncompressed BMP)", what, compression);
-  TESSERA_CHECK(width > 0 && height != 0, DataError, "{}: the image is empty ({}x{} pixels)", what,
-                width, height);
-  TESSERA_CHECK(width * std::abs(height) <= kMaxImagePixels, DataError,
-                "{}: {}x{} pixels is larger than the {} pixels an image may have", what, width,
-                std::abs(height), kMaxImagePixels);
+  const std::int64_t rows = std::abs(height);
+  check_image_size(width, rows, what);
   const std::int64_t row_bytes = (bits * width + 31) / 32 * 4;
-  const std::int64_t needed = data_offset + row_bytes * std::abs(height);
+  const std::int64_t needed = data_offset + row_bytes * rows;
   TESSERA_CHECK(static_cast<std::int64_t>(b.size()) >= needed, DataError,
                 "{}: BMP holds {} bytes, its {}x{} pixels of {} bits need {}", what, b.size(), width,
-                std::abs(height), bits, needed);
+                rows, bits, needed);
 }
 
 }  // namespace
@@ -144,16 +147,13 @@ void decode_image(std::span<const std::uint8_t> encoded, const ImageShape& shape
   // read is refused too, so that nothing is decoded unchecked.
   if (!stbi_info_from_memory(encoded.data(), static_cast<int>(encoded.size()), &w, &h, &file_channels))
     throw cannot_decode();
-  TESSERA_CHECK(static_cast<std::int64_t>(w) * h <= kMaxImagePixels, DataError,
-                "{}: {}x{} pixels is larger than the {} pixels an image may have", what, w, h,
-                kMaxImagePixels);
+  // stb_image accepts a PNG or JPEG header with a zero side too; stb_image_resize asserts on it.
+  check_image_size(w, h, what);
   std::unique_ptr<stbi_uc, void (*)(void*)> pixels(
       stbi_load_from_memory(encoded.data(), static_cast<int>(encoded.size()), &w, &h,
                             &file_channels, c),
       stbi_image_free);
   if (!pixels) throw cannot_decode();
-  // stb_image accepts a PNM header with a zero side; stb_image_resize asserts on it.
-  TESSERA_CHECK(w > 0 && h > 0, DataError, "{}: the image is empty ({}x{} pixels)", what, w, h);
   // pixels: (h, w, c) interleaved; resize in that layout, then split into planes.
   std::vector<std::uint8_t> resized;
   const std::uint8_t* hwc = pixels.get();

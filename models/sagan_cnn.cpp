@@ -15,7 +15,8 @@ void check(const SaganCnnConfig& c) {
 
 const SaganCnnConfig& validated(const SaganCnnConfig& c) {
   TESSERA_CHECK(c.image_h > 0 && c.image_w > 0 && c.channels > 0 && c.num_classes > 0 && c.width > 0 &&
-                    c.stages > 0 && c.stages <= 6 && c.convs_per_stage > 0 && c.qk_channels >= 0 && c.dropout >= 0 && c.dropout < 1,
+                    c.stages > 0 && c.stages <= 6 && c.convs_per_stage > 0 && c.qk_channels >= 0 &&
+                    c.dropout >= 0 && c.dropout < 1,
                 ConfigError, "SaganCnn: sizes must be positive, stages at most 6 and dropout in [0, 1)");
   check(c);
   return c;

@@ -1,8 +1,7 @@
 // A convolutional classifier with SAGAN's self-attention inside (Zhang et al., 2019): stages
 // of 3x3 convolutions with batch norm and ReLU, each ending in a 2x2 max pool, a
-// SelfAttention2d layer over the
-// last feature map (its gate gamma starts at 0, so the network starts as a plain CNN), then
-// global average pooling and a linear head.
+// SelfAttention2d layer over the last feature map (its gate gamma starts at 0, so the network
+// starts as a plain CNN), then global average pooling and a linear head.
 #pragma once
 
 #include <vector>
