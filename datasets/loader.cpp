@@ -14,6 +14,14 @@
 #include "tessera/autograd/random.h"
 
 namespace tessera::datasets {
+
+Shard shard_of(std::int64_t rows, std::int64_t index, std::int64_t count) {
+  TESSERA_CHECK(count >= 1 && index >= 0 && index < count && rows >= 0, Error,
+                "shard_of: shard {} of {} over {} rows", index, count, rows);
+  const std::int64_t base = rows / count, extra = rows % count;
+  return {index * base + std::min(index, extra), base + (index < extra ? 1 : 0)};
+}
+
 namespace detail {
 
 // Everything a batch depends on besides (epoch, index); immutable once built and shared
@@ -69,13 +77,16 @@ std::shared_ptr<const std::vector<std::int64_t>> LoaderPlan::order(std::int64_t 
 Batch LoaderPlan::build(std::int64_t epoch, std::int64_t index,
                         const std::vector<std::int64_t>& order) const {
   const std::int64_t bs = options.batch_size;
-  const std::int64_t first = index * bs;
-  const std::int64_t count = std::min(bs, static_cast<std::int64_t>(order.size()) - first);
+  const std::int64_t global = std::min(bs, static_cast<std::int64_t>(order.size()) - index * bs);
+  const Shard shard = shard_of(global, options.shard_index, options.shard_count);
+  const std::int64_t first = index * bs + shard.offset, count = shard.size;
   const ImageShape in = stage_shapes.front(), out = stage_shapes.back();
 
   Batch batch;
   batch.epoch = epoch;
   batch.index = index;
+  batch.global_size = global;
+  batch.shard_offset = shard.offset;
   batch.samples.assign(order.begin() + first, order.begin() + first + count);
   batch.images = empty({count, out.channels, out.height, out.width});  // (B, C, H, W)
   batch.labels = empty({count}, {.dtype = DType::i64});                // (B)
@@ -211,6 +222,8 @@ DataLoader::DataLoader(DatasetPtr dataset, LoaderOptions options) {
                 options.prefetch);
   TESSERA_CHECK(options.workers >= 1, ConfigError, "DataLoader: workers {} must be at least 1",
                 options.workers);
+  TESSERA_CHECK(options.shard_count >= 1 && options.shard_index >= 0 && options.shard_index < options.shard_count,
+                ConfigError, "DataLoader: shard {} of {} does not exist", options.shard_index, options.shard_count);
   TESSERA_CHECK(options.transforms.size() < 256, ConfigError,
                 "DataLoader: {} transforms; at most 255 are supported", options.transforms.size());
   const std::int64_t n = dataset->size();

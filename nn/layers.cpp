@@ -129,7 +129,10 @@ Tensor DropPath::forward(const Tensor& x) {
   Shape mask_shape(x.dim(), 1);
   mask_shape[0] = x.size(0);
   Generator& g = gen_ ? *gen_ : default_generator();
-  const Tensor u = uniform(mask_shape, 0.0, 1.0, {.dtype = x.dtype()}, g);
+  // Keyed by the global sample index in data-parallel training (Generator::reserve_batch).
+  Generator rows(g.seed());
+  rows.set_state({g.seed(), g.reserve_batch(static_cast<std::uint64_t>(x.size(0)), x.size(0))});
+  const Tensor u = uniform(mask_shape, 0.0, 1.0, {.dtype = x.dtype()}, rows);
   std::vector<double> keep = u.to_vector<double>();
   for (double& k : keep) k = k >= p ? 1.0 / (1.0 - p) : 0.0;
   const Tensor mask = from_vector(keep, mask_shape, {.dtype = x.dtype()}).to(x.device());

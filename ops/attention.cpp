@@ -77,7 +77,7 @@ Tensor self_attention(const Tensor& qkv, std::int64_t heads, double scale, Atten
   AttentionDropout drop;
   if (opts.dropout > 0.0 && opts.training) {
     Generator& gen = opts.generator ? *opts.generator : default_generator();
-    drop = {opts.dropout, gen.seed(), gen.reserve(static_cast<std::uint64_t>(B * heads * N * N))};
+    drop = {opts.dropout, gen.seed(), gen.reserve_batch(static_cast<std::uint64_t>(B * heads * N * N), B)};
   }
   Tensor out = detail::empty_like_shape({B, N, D}, qkv);
   Tensor probs = detail::empty_like_shape({B, heads, N, N}, qkv);

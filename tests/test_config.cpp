@@ -108,6 +108,7 @@ train:
   log_interval: 10
   label_smoothing: 0.1
   precision: bf16
+  collective_timeout: 30
 )";
 
 }  // namespace
@@ -169,6 +170,7 @@ BOOST_AUTO_TEST_CASE(every_key_is_read) {
   BOOST_TEST((c.train.device == Device::cuda(1)));
   BOOST_TEST(c.train.output_dir == "runs/cifar");
   BOOST_TEST((c.train.precision == DType::bf16));
+  BOOST_TEST(c.train.collective_timeout == 30);
 
   // Every key of the schema moved away from its default: none was silently ignored,
   // and each one takes part in the comparison.

@@ -18,6 +18,7 @@
 #include "tessera/datasets/image_folder.h"
 #include "tessera/ops/cpu_info.h"
 #include "tessera/train/data.h"
+#include "tessera/train/distributed.h"
 #include "tessera/train/memory.h"
 #include "tessera/train/trainer.h"
 
@@ -100,25 +101,65 @@ tt::TrainConfig config_of(const tt::Checkpoint& ck, const fs::path& file) {
   return tt::load_config_string(ck.info.config_yaml, file.string() + " (config)");
 }
 
+int finish_train(const tt::TrainConfig& cfg, const tt::TrainResult& r, bool reporter) {
+  switch (r.status) {
+    case tt::TrainResult::Status::finished:
+      if (reporter) say(stdout, fmt::format("checkpoints and metrics.jsonl in {}\n", cfg.train.output_dir.string()));
+      return 0;
+    case tt::TrainResult::Status::interrupted:
+      if (reporter) say(stderr, fmt::format("tessera: {}\n", r.message));
+      return g_stop.load() > 0 ? 128 + g_stop.load() : 130;  // 130: stopped without a signal here
+    case tt::TrainResult::Status::diverged:
+      if (reporter) say(stderr, fmt::format("tessera: error: {}\n", r.message));
+      return 1;
+  }
+  return 1;
+}
+
+// One rank of a data-parallel run (mpirun, srun). Failures every rank knows of are reported
+// once, by rank 0; a failure of this rank alone stops the whole run, since the others would
+// wait for it in their next collective.
+int train_rank(const cli::Args& a, tt::Communicator& comm) {
+  try {
+    std::optional<tt::TrainConfig> cfg;
+    std::optional<tt::RankError> failure;
+    try {
+      cfg = read_config(a.config, a.sets);
+    } catch (const ts::ConfigError& e) {
+      failure = tt::RankError{comm.rank(), e.what(), true};
+    } catch (const std::exception& e) {
+      failure = tt::RankError{comm.rank(), e.what(), false};
+    }
+    if (const std::optional<tt::RankError> e = comm.agree(failure))
+      throw tt::AgreedError(fmt::format("rank {}: {}", e->rank, e->message), e->config ? 2 : 1, comm.rank() == 0);
+    install_stop_handlers(cfg->train.output_dir);
+    tt::TrainOptions opts;
+    if (!a.resume.empty()) opts.resume = a.resume;
+    opts.stop = &g_stop;
+    opts.comm = &comm;
+    return finish_train(*cfg, tt::train(*cfg, opts), comm.rank() == 0);
+  } catch (const tt::AgreedError& e) {
+    if (e.report()) say(stderr, fmt::format("tessera: error: {}\n", e.what()));
+    return e.status();
+  } catch (const tt::CollectiveError& e) {
+    if (e.report()) say(stderr, fmt::format("tessera: error: {}\n", e.what()));
+    comm.abort(1);
+  } catch (const std::exception& e) {
+    say(stderr, fmt::format("tessera: error: rank {}: {}; stopping every rank\n", comm.rank(), e.what()));
+    comm.abort(dynamic_cast<const ts::ConfigError*>(&e) ? 2 : 1);
+  }
+  return 1;  // not reached: abort() ends the process
+}
+
 int run_train(const cli::Args& a) {
+  const std::unique_ptr<tt::Communicator> comm = tt::connect();
+  if (comm->size() > 1) return train_rank(a, *comm);
   const tt::TrainConfig cfg = read_config(a.config, a.sets);
   install_stop_handlers(cfg.train.output_dir);
   tt::TrainOptions opts;
   if (!a.resume.empty()) opts.resume = a.resume;
   opts.stop = &g_stop;
-  const tt::TrainResult r = tt::train(cfg, opts);
-  switch (r.status) {
-    case tt::TrainResult::Status::finished:
-      say(stdout, fmt::format("checkpoints and metrics.jsonl in {}\n", cfg.train.output_dir.string()));
-      return 0;
-    case tt::TrainResult::Status::interrupted:
-      say(stderr, fmt::format("tessera: {}\n", r.message));
-      return g_stop.load() > 0 ? 128 + g_stop.load() : 130;  // 130: stopped without a signal (stop_at_step)
-    case tt::TrainResult::Status::diverged:
-      say(stderr, fmt::format("tessera: error: {}\n", r.message));
-      return 1;
-  }
-  return 1;
+  return finish_train(cfg, tt::train(cfg, opts), true);
 }
 
 // A checkpoint's model, loaded, on the config's device, in eval mode.

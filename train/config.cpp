@@ -53,6 +53,7 @@ constexpr Number kGradNorm{0, true, 1e6, true};
 constexpr Number kEpochs{0, true, 1e6, true};
 constexpr Number kPixelMean{-1e6, true, 1e6, true};
 constexpr Number kPixelStd{0, false, 1e6, true};
+constexpr Number kTimeout{0, false, 7 * 86400, true};  // seconds, (0, a week]
 
 struct Betas {
   std::string type() const { return "[float, float]"; }
@@ -264,6 +265,8 @@ const std::vector<Field>& base_fields() {
     add(TESSERA_CONFIG_KEY(train.label_smoothing, kProbability, "Label smoothing of the cross-entropy loss."));
     add(TESSERA_CONFIG_KEY(train.precision, Choice<DType>{kPrecisionNames},
         "Compute precision: f32, or bf16 mixed precision with f32 master weights."));
+    add(TESSERA_CONFIG_KEY(train.collective_timeout, kTimeout,
+        "Data-parallel runs: seconds a rank waits for the others in a collective before it names the ranks that do not answer and stops the run."));
     return t;
   }();
   return table;
@@ -640,7 +643,7 @@ std::vector<ConfigDifference> resume_differences(const TrainConfig& saved, const
       "model.preset",        "data.root",          "data.workers",          "data.prefetch",
       "data.test_limit",     "train.epochs",       "train.eval_batch_size", "train.threads",
       "train.device",        "train.output_dir",   "train.eval_interval",   "train.checkpoint_interval",
-      "train.log_interval"};
+      "train.log_interval",  "train.collective_timeout"};
   std::vector<ConfigDifference> diffs = diff_configs(saved, current);
   std::erase_if(diffs, [](const ConfigDifference& d) { return free_keys.contains(d.path); });
   return diffs;

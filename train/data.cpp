@@ -50,7 +50,7 @@ datasets::ChannelStats normalization(const TrainConfig& cfg, const datasets::Dat
 }
 
 datasets::DataLoader make_loader(const TrainConfig& cfg, datasets::DatasetPtr dataset,
-                                 const datasets::ChannelStats& stats, bool training) {
+                                 const datasets::ChannelStats& stats, bool training, int rank, int ranks) {
   std::vector<datasets::TransformPtr> pipeline;
   if (training) {
     const Augment& a = cfg.data.augment;
@@ -66,7 +66,9 @@ datasets::DataLoader make_loader(const TrainConfig& cfg, datasets::DatasetPtr da
                                .seed = cfg.train.seed,
                                .transforms = std::move(pipeline),
                                .prefetch = cfg.data.workers > 0 ? cfg.data.prefetch : 0,
-                               .workers = std::max(cfg.data.workers, 1)});
+                               .workers = std::max(cfg.data.workers, 1),
+                               .shard_index = rank,
+                               .shard_count = ranks});
 }
 
 }  // namespace tessera::train

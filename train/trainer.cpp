@@ -4,9 +4,11 @@
 #include <omp.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <span>
 
 #include <chrono>
 #include <cmath>
@@ -27,9 +29,11 @@ namespace tessera::train {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-void set_threads(int threads) {
+void set_threads(int threads, int ranks_here) {
   TESSERA_CHECK(threads >= 0, ConfigError, "train.threads: must be >= 0, got {}", threads);
-  omp_set_num_threads(threads > 0 ? threads : omp_get_num_procs());
+  // omp_get_num_procs counts the CPUs this process may run on: all of them, or those a
+  // launcher bound it to. Ranks on one machine share them rather than each taking all.
+  omp_set_num_threads(threads > 0 ? threads : std::max(1, omp_get_num_procs() / std::max(ranks_here, 1)));
 }
 
 std::unique_ptr<nn::UnaryModule> build_model(const TrainConfig& cfg) {
@@ -189,6 +193,7 @@ EvalResult evaluate(nn::UnaryModule& model, datasets::DataLoader& loader, Device
   std::int64_t correct = 0;
   loader.set_epoch(0);
   for (const datasets::Batch& b : loader) {
+    if (b.size() == 0) continue;  // a data-parallel shard with no rows of this batch
     const Tensor x = b.images.to(device), y = b.labels.to(device);
     const Tensor logits = model(x);
     loss_sum += cross_entropy(logits, y, {.reduction = Reduction::sum}).item();
@@ -207,12 +212,14 @@ namespace {
 // weights, optimizer moments, a training step or an evaluation (whichever is larger: the
 // allocator's cache is emptied between them), the datasets in memory and the loader's batches.
 void check_run_memory(const TrainConfig& cfg, nn::UnaryModule& model, const datasets::Dataset& train_set,
-                      const datasets::Dataset& test_set) {
+                      const datasets::Dataset& test_set, int ranks) {
   if (!cfg.train.device.is_cpu()) return;  // the probe measures the CPU allocator
   const ModelInput m = cfg.model.input();
   const datasets::ImageShape in{m.channels, m.height, m.width};
   const double moments = cfg.optim.name == OptimizerName::sgd && cfg.optim.momentum == 0 ? 0 : 2;
-  const std::int64_t B = cfg.train.batch_size, E = cfg.train.eval_batch_size;
+  // A rank holds its shard of each batch: at most the first shard's rows.
+  const std::int64_t B = datasets::shard_of(cfg.train.batch_size, 0, ranks).size;
+  const std::int64_t E = datasets::shard_of(cfg.train.eval_batch_size, 0, ranks).size;
   const double batch_bytes = 4.0 * static_cast<double>(in.numel()) * static_cast<double>(std::max(B, E));
   const double in_flight = static_cast<double>(cfg.data.prefetch + cfg.data.workers + 2);
   check_probed_memory(model, in.shape(), true, "this run", [&](const MemoryProbe& p) {
@@ -228,8 +235,9 @@ void check_run_memory(const TrainConfig& cfg, nn::UnaryModule& model, const data
   });
 }
 
-// The name of the signal that stopped a run, for its messages.
+// The name of the signal that stopped a run, for its messages (-1: one another rank received).
 std::string stop_reason(int signal) {
+  if (signal == -1) return "interrupted by a signal to another rank";
   if (signal <= 0) return "stopped";
   const char* name = sigabbrev_np(signal);
   return name ? fmt::format("interrupted by SIG{}", name) : fmt::format("interrupted by signal {}", signal);
@@ -245,7 +253,7 @@ namespace {
 // checkpoint), then finish. A step that stops the run returns its result.
 class Run {
  public:
-  Run(const TrainConfig& cfg, const TrainOptions& opts);
+  Run(const TrainConfig& cfg, const TrainOptions& opts, Communicator& comm);
   void start_or_resume();
   bool done() const { return st_.epoch >= cfg_.train.epochs; }
   std::optional<TrainResult> train_epoch();
@@ -263,11 +271,17 @@ class Run {
   std::filesystem::path save(const char* file);
   TrainResult stop(TrainResult::Status status, std::string message);
   bool should_stop() const;
-  int stop_signal() const { return opts_.stop ? opts_.stop->load() : 0; }
+  // The signal that stops the run: in a data-parallel run, as the ranks agreed at the last step.
+  int stop_signal() const { return comm_.size() > 1 ? agreed_stop_ : local_stop_signal(); }
+  int local_stop_signal() const { return opts_.stop ? opts_.stop->load() : 0; }
+  bool writer() const { return comm_.rank() == 0; }
 
   using Clock = std::chrono::steady_clock;
   const TrainConfig& cfg_;
   const TrainOptions& opts_;
+  Communicator& comm_;
+  int agreed_stop_ = 0;
+  double comm_seconds_ = 0;  // this epoch's time in the step's collectives (data-parallel runs)
   const Clock::time_point run_start_ = Clock::now();
   const fs::path out_dir_;
   std::unique_ptr<RunLock> lock_;  // held until the run ends
@@ -277,28 +291,32 @@ class Run {
   std::unique_ptr<nn::UnaryModule> model_;
   std::unique_ptr<optim::Optimizer> opt_;
   std::vector<Tensor> params_;
+  std::unique_ptr<DeviceReducer> device_reducer_;  // NCCL for a data-parallel run on GPUs
   std::int64_t steps_per_epoch_ = 0;
   optim::LrSchedule schedule_;
   CheckpointInfo info_;
   TrainState& st_ = info_.state;
   std::unique_ptr<std::FILE, int (*)(std::FILE*)> log_{nullptr, std::fclose};
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> quiet_{nullptr, std::fclose};  // ranks other than 0 print here
   std::optional<Progress> progress_;
   std::optional<AutocastGuard> precision_;
   Clock::time_point epoch_start_;
   TrainResult result_;
 };
 
-Run::Run(const TrainConfig& cfg, const TrainOptions& opts) : cfg_(cfg), opts_(opts), out_dir_(cfg.train.output_dir) {
+Run::Run(const TrainConfig& cfg, const TrainOptions& opts, Communicator& comm)
+    : cfg_(cfg), opts_(opts), comm_(comm), out_dir_(cfg.train.output_dir) {
   check_runnable(cfg);
-  set_threads(cfg.train.threads);
-  lock_ = std::make_unique<RunLock>(out_dir_);
+  set_threads(cfg.train.threads, comm.local_size());
+  comm.set_timeout(cfg.train.collective_timeout);
+  if (writer()) lock_ = std::make_unique<RunLock>(out_dir_);
 
   // Data first: a missing or corrupt file should fail before anything is written.
   train_set_ = open_dataset(cfg, datasets::Split::train);
   test_set_ = open_dataset(cfg, datasets::Split::test, train_set_->class_names());
   stats_ = normalization(cfg, *train_set_);
-  train_loader_.emplace(make_loader(cfg, train_set_, stats_, true));
-  test_loader_.emplace(make_loader(cfg, test_set_, stats_, false));
+  train_loader_.emplace(make_loader(cfg, train_set_, stats_, true, comm.rank(), comm.size()));
+  test_loader_.emplace(make_loader(cfg, test_set_, stats_, false, comm.rank(), comm.size()));
 
   model_ = [&] {
     try {
@@ -308,12 +326,13 @@ Run::Run(const TrainConfig& cfg, const TrainOptions& opts) : cfg_(cfg), opts_(op
                                     e.what()));
     }
   }();
-  check_run_memory(cfg, *model_, *train_set_, *test_set_);
+  check_run_memory(cfg, *model_, *train_set_, *test_set_, comm.size());
   opt_ = make_optimizer(cfg, *model_);
   params_ = model_->parameters();
+  device_reducer_ = device_reducer(comm, cfg.train.device);
   steps_per_epoch_ = train_loader_->num_batches();
   schedule_ = make_schedule(cfg, steps_per_epoch_);
-  check_output_dir(out_dir_, 4 * 4 * model_->num_parameters() + (1 << 20));
+  if (writer()) check_output_dir(out_dir_, 4 * 4 * model_->num_parameters() + (1 << 20));
 
   info_.config_yaml = dump_config(cfg);
   info_.train_fingerprint = train_set_->fingerprint().to_string();
@@ -329,20 +348,40 @@ void Run::start_or_resume() {
   if (opts_.resume) {
     const fs::path from = resolve_resume(*opts_.resume);
     restore(from, cfg_, info_, *model_, *opt_);
-    truncate_metrics(metrics, st_.epoch);
+    if (writer()) truncate_metrics(metrics, st_.epoch);
     resumed = fmt::format("resuming from {} at epoch {}, batch {} (step {})", from.string(), st_.epoch + 1, st_.batch,
                           st_.global_step);
-  } else {
+  } else if (writer()) {
     std::ofstream(metrics, std::ios::trunc);
   }
-  std::ofstream(out_dir_ / kConfigFile, std::ios::trunc)
-      << fmt::format("# run on: {}\n", cpu_summary()) << info_.config_yaml;
-  // The run's own log: what a closed terminal would otherwise take with it.
-  log_.reset(std::fopen((out_dir_ / kLogFile).c_str(), opts_.resume ? "a" : "w"));
-  progress_.emplace(opts_.out, opts_.live_progress.value_or(Progress::is_terminal(opts_.out)), cfg_.train.log_interval,
-                    log_.get());
+  std::FILE* out = opts_.out;
+  if (writer()) {
+    std::ofstream(out_dir_ / kConfigFile, std::ios::trunc)
+        << fmt::format("# run on: {}\n", cpu_summary()) << info_.config_yaml;
+    // The run's own log: what a closed terminal would otherwise take with it.
+    log_.reset(std::fopen((out_dir_ / kLogFile).c_str(), opts_.resume ? "a" : "w"));
+  } else {
+    quiet_.reset(std::fopen("/dev/null", "w"));
+    TESSERA_CHECK(quiet_ != nullptr, IoError, "train: cannot open /dev/null: {}", std::strerror(errno));
+    out = quiet_.get();
+  }
+  // Launchers hand ranks a terminal of their own even when their output goes to a file: a
+  // data-parallel run logs plain lines.
+  progress_.emplace(out, comm_.size() == 1 && opts_.live_progress.value_or(Progress::is_terminal(out)),
+                    cfg_.train.log_interval, log_.get());
   if (!resumed.empty()) progress_->line(resumed);
   progress_->line(fmt::format("cpu: {}", cpu_summary()));
+  if (comm_.size() > 1)
+    progress_->line(fmt::format("data parallel: {} ranks ({}), {} of each batch of {} per rank", comm_.size(),
+                                comm_.describe(), cfg_.train.batch_size / comm_.size() == 0
+                                    ? std::string("at most 1")
+                                    : fmt::format("{} or {}", cfg_.train.batch_size / comm_.size(),
+                                                  (cfg_.train.batch_size + comm_.size() - 1) / comm_.size()),
+                                cfg_.train.batch_size));
+  if (comm_.size() > 1)
+    progress_->line(fmt::format("gradients all-reduced per step: {:.2f} MB ({}, f32)",
+                                4.0 * static_cast<double>(model_->num_parameters()) / 1e6,
+                                device_reducer_ ? "NCCL, GPU to GPU" : "MPI, through host memory"));
   progress_->line(fmt::format("model: {}, {} parameters; data: {} ({} train / {} test images); {} steps per epoch",
                               cfg_.model.name(), model_->num_parameters(), cfg_.data.dataset, train_set_->size(),
                               test_set_->size(), steps_per_epoch_));
@@ -352,24 +391,48 @@ void Run::start_or_resume() {
 
 Run::StepOutcome Run::train_step(const datasets::Batch& b, double lr) {
   opt_->set_lr(lr);
-  const Device device = cfg_.train.device;
-  const Tensor x = b.images.to(device), y = b.labels.to(device);
-  const Tensor logits = (*model_)(x);
-  const Tensor loss = cross_entropy(logits, y, {.label_smoothing = cfg_.train.label_smoothing});
-  StepOutcome r;
-  r.loss = loss.item();
-  if (!std::isfinite(r.loss)) return r;
   opt_->zero_grad();
-  backward(loss);
+  // This rank's part of the batch's sums: loss, correct predictions, and a stop signal seen here.
+  std::array<double, 3> sums{0, 0, static_cast<double>(local_stop_signal())};
+  Tensor loss;
+  if (b.size() > 0) {  // a data-parallel shard can hold no rows of a small last batch
+    const BatchShardGuard shard({b.global_size, b.shard_offset, b.size()});
+    const Device device = cfg_.train.device;
+    const Tensor x = b.images.to(device), y = b.labels.to(device);
+    const Tensor logits = (*model_)(x);
+    loss = cross_entropy(logits, y, {.label_smoothing = cfg_.train.label_smoothing});
+    sums[0] = loss.item() * static_cast<double>(b.size());
+    sums[1] = static_cast<double>(count_correct(logits.cpu(), b.labels));
+  }
+  auto comm_start = Clock::now();
+  comm_.all_reduce_sum(sums, "all-reduce of the step's loss");
+  comm_seconds_ += std::chrono::duration<double>(Clock::now() - comm_start).count();
+  if (comm_.size() > 1) agreed_stop_ = local_stop_signal() ? local_stop_signal() : sums[2] > 0 ? -1 : 0;
+  StepOutcome r;
+  r.loss = sums[0] / static_cast<double>(b.global_size);
+  if (!std::isfinite(r.loss)) return r;
+  if (loss.defined()) backward(loss);
+  // Each rank's mean gradient weighted by its share: the global batch's mean gradient.
+  comm_start = Clock::now();
+  all_reduce_gradients(comm_, params_, static_cast<double>(b.size()) / static_cast<double>(b.global_size),
+                       device_reducer_.get());
+  comm_seconds_ += std::chrono::duration<double>(Clock::now() - comm_start).count();
   if (cfg_.optim.clip_grad_norm > 0) r.grad_norm = optim::clip_grad_norm(params_, cfg_.optim.clip_grad_norm);
   if (!std::isfinite(r.grad_norm)) return r;
   opt_->step();
-  r.correct = count_correct(logits.cpu(), b.labels);
+  // A rank without rows drew no random numbers: it takes rank 0's generator, which always has rows.
+  if (b.global_size < comm_.size()) {
+    GeneratorState state = default_generator().state();
+    comm_.broadcast(std::as_writable_bytes(std::span(&state, 1)), 0, "broadcast of the random generator");
+    default_generator().set_state(state);
+  }
+  r.correct = static_cast<std::int64_t>(std::llround(sums[1]));
   return r;
 }
 
 std::optional<TrainResult> Run::train_epoch() {
   epoch_start_ = Clock::now();
+  comm_seconds_ = 0;
   progress_->start_epoch(st_.epoch, cfg_.train.epochs, steps_per_epoch_, st_.batch);
   train_loader_->set_epoch(st_.epoch, st_.batch);
   for (const datasets::Batch& b : *train_loader_) {
@@ -387,10 +450,11 @@ std::optional<TrainResult> Run::train_epoch() {
     }
     ++st_.global_step;
     ++st_.batch;
-    st_.epoch_loss_sum += step.loss * static_cast<double>(b.size());
+    st_.epoch_loss_sum += step.loss * static_cast<double>(b.global_size);
     st_.epoch_correct += step.correct;
-    st_.epoch_samples += b.size();
-    progress_->step(st_.batch, step.loss, lr, b.size());
+    st_.epoch_samples += b.global_size;
+    progress_->step(st_.batch, step.loss, lr, b.global_size);
+    if (opts_.on_step) opts_.on_step({st_.epoch, st_.batch, st_.global_step, step.loss, lr});
     if (should_stop() && st_.batch < steps_per_epoch_) {
       result_.last_checkpoint = save(kLastCheckpoint);
       return stop(TrainResult::Status::interrupted,
@@ -404,14 +468,23 @@ std::optional<TrainResult> Run::train_epoch() {
 EvalResult Run::evaluate_now() {
   // Training's cached blocks go back first: the memory check counted one phase at a time.
   cpu_allocator().empty_cache();
-  const EvalResult ev = evaluate(*model_, *test_loader_, cfg_.train.device);
+  EvalResult ev = evaluate(*model_, *test_loader_, cfg_.train.device);
   cpu_allocator().empty_cache();
+  if (comm_.size() > 1) {  // each rank evaluated its shard of every batch
+    const auto n = static_cast<double>(ev.samples);
+    std::array<double, 3> sums{ev.loss * n, std::round(ev.accuracy * n), n};
+    comm_.all_reduce_sum(sums, "all-reduce of the evaluation");
+    ev.samples = static_cast<std::int64_t>(std::llround(sums[2]));
+    ev.loss = ev.samples ? sums[0] / sums[2] : 0.0;
+    ev.accuracy = ev.samples ? sums[1] / sums[2] : 0.0;
+  }
   return ev;
 }
 
 void Run::append_metrics(const EvalResult& ev, double epoch_seconds) {
+  if (!writer()) return;
   const std::int64_t trained = st_.epoch_samples;
-  const json m{
+  json m{
       {"epoch", st_.epoch + 1},
       {"global_step", st_.global_step},
       {"lr", schedule_.lr_at(std::max<std::int64_t>(st_.global_step - 1, 0))},
@@ -422,6 +495,8 @@ void Run::append_metrics(const EvalResult& ev, double epoch_seconds) {
       {"epoch_seconds", epoch_seconds},
       {"train_images_per_second", epoch_seconds > 0 ? static_cast<double>(trained) / epoch_seconds : 0.0},
       {"elapsed_seconds", std::chrono::duration<double>(Clock::now() - run_start_).count()}};
+  // Rank 0's time in the step's collectives: transfers, and waiting for slower ranks.
+  if (comm_.size() > 1) m["communication_seconds"] = comm_seconds_;
   std::ofstream(out_dir_ / kMetricsFile, std::ios::app) << m.dump() << "\n";
 }
 
@@ -477,7 +552,7 @@ bool Run::should_stop() const {
 fs::path Run::save(const char* file) {
   st_.generator = default_generator().state();
   const fs::path path = out_dir_ / file;
-  save_checkpoint(path, *model_, opt_->state_tensors(), info_);
+  if (writer()) save_checkpoint(path, *model_, opt_->state_tensors(), info_);
   return path;
 }
 
@@ -491,8 +566,29 @@ TrainResult Run::stop(TrainResult::Status status, std::string message) {
 }  // namespace
 
 TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
-  Run run(cfg, opts);
-  run.start_or_resume();
+  std::unique_ptr<Communicator> alone;
+  Communicator& comm = opts.comm ? *opts.comm : *(alone = single_process());
+  // Every rank prepares (data, model, memory, output directory, resume); a failure on any
+  // stops all of them with the lowest failing rank's message, before any training.
+  std::optional<Run> prepared;
+  std::optional<RankError> failure;
+  std::exception_ptr error;
+  try {
+    prepared.emplace(cfg, opts, comm);
+    prepared->start_or_resume();
+  } catch (const ConfigError& e) {
+    failure = RankError{comm.rank(), e.what(), true};
+    error = std::current_exception();
+  } catch (const std::exception& e) {
+    failure = RankError{comm.rank(), e.what(), false};
+    error = std::current_exception();
+  }
+  if (comm.size() == 1) {
+    if (error) std::rethrow_exception(error);
+  } else if (const std::optional<RankError> e = comm.agree(failure)) {
+    throw AgreedError(fmt::format("rank {}: {}", e->rank, e->message), e->config ? 2 : 1, comm.rank() == 0);
+  }
+  Run& run = *prepared;
   while (!run.done()) {
     if (std::optional<TrainResult> stopped = run.train_epoch()) return *stopped;
     if (std::optional<TrainResult> stopped = run.end_epoch()) return *stopped;

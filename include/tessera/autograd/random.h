@@ -33,6 +33,13 @@ class Generator {
     return base;
   }
 
+  // Counters for a batch-major draw of `count` elements whose first dimension has `rows`
+  // rows (a dropout mask over (B, ...), drop path's (B, 1, 1)). Outside a data-parallel step
+  // this is reserve(count). Inside one (BatchShardGuard) the whole global batch's counters
+  // are reserved and this process's rows are returned, so that N processes draw for each
+  // sample what one process would: the draw is keyed by the global sample index.
+  std::uint64_t reserve_batch(std::uint64_t count, std::int64_t rows);
+
   // Scalar draws for host-side logic (shuffles, augmentation choices).
   std::uint64_t next_u64();
   double next_uniform();                      // [0, 1)
@@ -41,6 +48,29 @@ class Generator {
  private:
   GeneratorState state_;
 };
+
+// The samples this process holds in a data-parallel step: [offset, offset + local) of a
+// global batch of `global`.
+struct BatchShard {
+  std::int64_t global = 0;
+  std::int64_t offset = 0;
+  std::int64_t local = 0;
+};
+
+// Sets the calling thread's batch shard for the guard's lifetime (the trainer's step).
+class BatchShardGuard {
+ public:
+  explicit BatchShardGuard(BatchShard shard);
+  ~BatchShardGuard();
+  BatchShardGuard(const BatchShardGuard&) = delete;
+  BatchShardGuard& operator=(const BatchShardGuard&) = delete;
+
+ private:
+  BatchShard previous_;
+};
+
+// The calling thread's shard; {0, 0, 0} outside a data-parallel step.
+BatchShard current_batch_shard();
 
 // The process-wide generator used by initialisers and dropout unless one is passed.
 Generator& default_generator();

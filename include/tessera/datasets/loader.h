@@ -38,6 +38,11 @@ struct LoaderOptions {
   std::int64_t prefetch = 2;
   // Background threads preparing batches (used when prefetch > 0).
   std::int64_t workers = 1;
+  // Data-parallel training: this loader yields only shard `shard_index` of `shard_count` of
+  // every batch (contiguous rows; the first batch_size % shard_count shards one row larger).
+  // The epoch's order, the batches and the augmentation draws are those of one process.
+  std::int64_t shard_index = 0;
+  std::int64_t shard_count = 1;
 };
 
 struct Batch {
@@ -46,6 +51,10 @@ struct Batch {
   std::int64_t epoch = 0;
   std::int64_t index = 0;             // batch index within the epoch
   std::vector<std::int64_t> samples;  // dataset indices, in batch order
+  // The whole batch across shards, and where this shard's rows start in it (see
+  // LoaderOptions::shard_count); without sharding, global_size == size() and offset 0.
+  std::int64_t global_size = 0;
+  std::int64_t shard_offset = 0;
 
   std::int64_t size() const { return static_cast<std::int64_t>(samples.size()); }
   // `auto [x, y] = batch` binds images and labels.
@@ -54,6 +63,14 @@ struct Batch {
     if constexpr (I == 0) return images; else return labels;
   }
 };
+
+// Rows [offset, offset + size) of `rows` that shard `index` of `count` takes: contiguous,
+// the first rows % count shards one row larger.
+struct Shard {
+  std::int64_t offset = 0;
+  std::int64_t size = 0;
+};
+Shard shard_of(std::int64_t rows, std::int64_t index, std::int64_t count);
 
 namespace detail {
 struct LoaderPlan;

@@ -139,6 +139,7 @@ struct RunConfig {
   int log_interval = 50;        // steps between log lines
   double label_smoothing = 0.0;
   DType precision = DType::f32;  // f32 or bf16
+  double collective_timeout = 300;  // seconds; data-parallel runs (train/distributed.h)
 
   friend bool operator==(const RunConfig&, const RunConfig&) = default;
 };

@@ -21,8 +21,9 @@ datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split,
 // (empty vectors).
 datasets::ChannelStats normalization(const TrainConfig& cfg, const datasets::Dataset& train);
 
-// The training loader (shuffled, augmented) or the evaluation loader (in order).
+// The training loader (shuffled, augmented) or the evaluation loader (in order); in
+// data-parallel training, rank `rank` of `ranks` takes its shard of every batch.
 datasets::DataLoader make_loader(const TrainConfig& cfg, datasets::DatasetPtr dataset,
-                                 const datasets::ChannelStats& stats, bool training);
+                                 const datasets::ChannelStats& stats, bool training, int rank = 0, int ranks = 1);
 
 }  // namespace tessera::train

@@ -7,14 +7,25 @@
 #include <atomic>
 #include <cstdio>
 #include <filesystem>
+#include <functional>
 #include <optional>
 
 #include "tessera/datasets/loader.h"
 #include "tessera/optim/optimizer.h"
 #include "tessera/train/checkpoint.h"
 #include "tessera/train/config.h"
+#include "tessera/train/distributed.h"
 
 namespace tessera::train {
+
+// One optimizer step as every rank saw it: the global batch's mean loss.
+struct StepReport {
+  std::int64_t epoch = 0;        // 0-based
+  std::int64_t batch = 0;        // 1-based count of the epoch's batches done
+  std::int64_t global_step = 0;  // optimizer steps done in total
+  double loss = 0;
+  double lr = 0;
+};
 
 struct TrainOptions {
   // A run directory (its last.safetensors) or a checkpoint file to continue from.
@@ -26,6 +37,11 @@ struct TrainOptions {
   const std::atomic<int>* stop = nullptr;
   // Stop the same way once this many optimizer steps are done in total (time-boxed runs).
   std::optional<std::int64_t> stop_at_step;
+  // The ranks of a data-parallel run (train/distributed.h); null: this process alone. Rank 0
+  // alone locks the output directory and writes progress, metrics and checkpoints.
+  Communicator* comm = nullptr;
+  // Called after every optimizer step, on every rank.
+  std::function<void(const StepReport&)> on_step;
 };
 
 struct TrainResult {
@@ -66,7 +82,8 @@ std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& cfg, const n
 // key combinations the model refuses), before anything is opened or written.
 void check_runnable(const TrainConfig& cfg);
 
-// Applies train.threads (0: all cores) to OpenMP and oneDNN.
-void set_threads(int threads);
+// Applies train.threads to OpenMP and oneDNN; 0: the cores this process may use, shared
+// among the `ranks_here` ranks of a data-parallel run on this machine.
+void set_threads(int threads, int ranks_here = 1);
 
 }  // namespace tessera::train
