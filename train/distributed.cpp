@@ -83,6 +83,16 @@ std::unique_ptr<Communicator> connect() {
 #endif
 }
 
+void broadcast_parameters(Communicator& comm, std::span<const Tensor> params) {
+  if (comm.size() == 1) return;
+  for (const Tensor& p : params) {
+    Tensor host = p.cpu();  // the parameter itself when it is on the CPU
+    comm.broadcast(std::span(static_cast<std::byte*>(host.raw_data()), static_cast<std::size_t>(host.nbytes())), 0,
+                   "broadcast of the parameters");
+    if (!p.device().is_cpu()) Tensor(p).copy_(host.to(p.device()));
+  }
+}
+
 std::unique_ptr<DeviceReducer> device_reducer(Communicator& comm, Device device) {
   if (device.is_cpu() || comm.size() == 1) return nullptr;
 #ifdef TESSERA_WITH_NCCL

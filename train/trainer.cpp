@@ -255,6 +255,8 @@ class Run {
  public:
   Run(const TrainConfig& cfg, const TrainOptions& opts, Communicator& comm);
   void start_or_resume();
+  // Every rank takes rank 0's weights (data-parallel runs).
+  void start_ranks_equal() { broadcast_parameters(comm_, params_); }
   bool done() const { return st_.epoch >= cfg_.train.epochs; }
   std::optional<TrainResult> train_epoch();
   std::optional<TrainResult> end_epoch();
@@ -589,6 +591,7 @@ TrainResult train(const TrainConfig& cfg, const TrainOptions& opts) {
     throw AgreedError(fmt::format("rank {}: {}", e->rank, e->message), e->config ? 2 : 1, comm.rank() == 0);
   }
   Run& run = *prepared;
+  run.start_ranks_equal();
   while (!run.done()) {
     if (std::optional<TrainResult> stopped = run.train_epoch()) return *stopped;
     if (std::optional<TrainResult> stopped = run.end_epoch()) return *stopped;

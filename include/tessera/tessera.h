@@ -26,5 +26,6 @@
 #include "tessera/train/cli.h"
 #include "tessera/train/config.h"
 #include "tessera/train/data.h"
+#include "tessera/train/distributed.h"
 #include "tessera/train/memory.h"
 #include "tessera/train/trainer.h"

@@ -228,4 +228,11 @@ BOOST_AUTO_TEST_CASE(gradients_are_summed_weighted_by_each_ranks_share) {
   BOOST_TEST(some.grad().to_vector<double>() == (std::vector<double>{1, 2}), boost::test_tools::per_element());
 }
 
+BOOST_AUTO_TEST_CASE(every_rank_starts_from_rank_0s_weights) {
+  const float r = static_cast<float>(world().rank());
+  Tensor w = from_vector(std::vector<float>{r, r + 1, r + 2}, {3});
+  tt::broadcast_parameters(world(), std::vector<Tensor>{w});
+  BOOST_TEST(w.to_vector<double>() == (std::vector<double>{0, 1, 2}), boost::test_tools::per_element());
+}
+
 BOOST_AUTO_TEST_SUITE_END()

@@ -104,6 +104,10 @@ bool mpi_built();
 // sees another world than the launcher announced (srun without --mpi=pmix).
 std::unique_ptr<Communicator> connect();
 
+// Gives every rank rank 0's parameter values (at the start of a run, as they may differ:
+// a model of one's own initialised otherwise than from train.seed, a checkpoint read).
+void broadcast_parameters(Communicator& comm, std::span<const Tensor> params);
+
 // Sums GPU buffers over the ranks in place, GPU to GPU (NCCL).
 class DeviceReducer {
  public:
