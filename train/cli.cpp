@@ -16,11 +16,13 @@
 #include "tessera/ops/ops.h"
 #include "tessera/bench/bench.h"
 #include "tessera/datasets/image_folder.h"
+#include "tessera/models/vit.h"
 #include "tessera/ops/cpu_info.h"
 #include "tessera/train/data.h"
 #include "tessera/train/distributed.h"
 #include "tessera/train/memory.h"
 #include "tessera/train/trainer.h"
+#include "tessera/train/weights.h"
 
 namespace ts = tessera;
 namespace tt = tessera::train;
@@ -289,6 +291,25 @@ int run_gradcheck(const cli::Args& a) {
 
 int run_bench(const cli::Args& a) { return ts::bench::run(a.bench); }
 
+int run_import(const cli::Args& a) {
+  tt::ImportOptions options;
+  if (a.heads > 0) options.heads = a.heads;
+  const tt::TrainConfig cfg = tt::import_timm_vit(a.weights, a.output, options);
+  const auto& v = cfg.model.as<ts::models::ViTConfig>();
+  fmt::print("{}: a ViT of {}x{} images ({} channels), patches of {}, dim {}, depth {}, {} heads, MLP {}, {} classes; "
+             "wrote {}\n",
+             a.weights, v.image_h, v.image_w, v.channels, v.patch_size, v.dim, v.depth, v.heads, v.mlp_dim,
+             v.num_classes, a.output);
+  return 0;
+}
+
+int run_export(const cli::Args& a) {
+  const ts::DType dtype = a.dtype == "bf16" ? ts::DType::bf16 : a.dtype == "f64" ? ts::DType::f64 : ts::DType::f32;
+  tt::export_weights(a.checkpoint, a.output, dtype);
+  fmt::print("{}: wrote its weights to {} ({})\n", a.checkpoint, a.output, a.dtype);
+  return 0;
+}
+
 void config_options(CLI::App& cmd, cli::Args& a) {
   cmd.add_option("CONFIG", a.config, "YAML config file")->required()->check(CLI::ExistingFile);
   cmd.add_option("--set", a.sets, "override a key: --set optim.lr=3e-4 (repeatable)");
@@ -350,6 +371,22 @@ const Command kCommands[] = {
        c.add_flag("!--no-roofline", b.roofline, "skip the matmul peak and the roofline shares");
      },
      run_bench},
+    {"import", "a timm ViT's weights (safetensors state dict) to a Tessera checkpoint",
+     [](CLI::App& c, cli::Args& a) {
+       c.add_option("WEIGHTS", a.weights, "safetensors state dict with timm's names")
+           ->required()
+           ->check(CLI::ExistingFile);
+       c.add_option("-o,--output", a.output, "checkpoint to write")->required();
+       c.add_option("--heads", a.heads, "attention heads (default: dim / 64)")->check(CLI::Range(1, 1 << 16));
+     },
+     run_import},
+    {"export", "a checkpoint's weights as a plain state dict (timm's names)",
+     [](CLI::App& c, cli::Args& a) {
+       c.add_option("CHECKPOINT", a.checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
+       c.add_option("-o,--output", a.output, "safetensors file to write")->required();
+       c.add_option("--dtype", a.dtype, "f32, bf16 or f64")->check(CLI::IsMember({"f32", "bf16", "f64"}));
+     },
+     run_export},
 };
 
 // A user's argument quoted for a message, cut to a sane length.

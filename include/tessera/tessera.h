@@ -29,3 +29,4 @@
 #include "tessera/train/distributed.h"
 #include "tessera/train/memory.h"
 #include "tessera/train/trainer.h"
+#include "tessera/train/weights.h"

@@ -1,0 +1,126 @@
+// Pretrained weights: a timm ViT's state dict (tests/fixtures/make_timm_fixture.py wrote it
+// with PyTorch) imported gives PyTorch's logits, exported gives the same tensors back, and a
+// state dict Tessera cannot hold is refused naming what is wrong.
+#include <cstring>
+
+#include "support/test_support.h"
+#include "tessera/train/checkpoint.h"
+#include "tessera/train/trainer.h"
+#include "tessera/train/weights.h"
+
+using namespace tessera;
+namespace tt = tessera::train;
+namespace fs = std::filesystem;
+
+namespace {
+
+const fs::path kFixtures = fs::path(TESSERA_SOURCE_DIR) / "tests" / "fixtures";
+const fs::path kWeights = kFixtures / "timm_vit_ti_depth2.safetensors";
+
+io::TensorMap fixture() { return io::load_safetensors(kWeights).tensors; }
+
+}  // namespace
+
+BOOST_AUTO_TEST_SUITE(weights)
+
+BOOST_AUTO_TEST_CASE(an_imported_timm_vit_gives_pytorchs_logits) {
+  test::TempDir dir("import");
+  const tt::TrainConfig cfg = tt::import_timm_vit(kWeights, dir / "ti.safetensors");
+  const auto& v = cfg.model.as<models::ViTConfig>();
+  BOOST_TEST(v.dim == 192);
+  BOOST_TEST(v.heads == 3);
+  BOOST_TEST(v.depth == 2);
+  BOOST_TEST(v.mlp_dim == 768);
+  BOOST_TEST(v.patch_size == 16);
+  BOOST_TEST(v.image_h == 32);
+  BOOST_TEST(v.channels == 3);
+  BOOST_TEST(v.num_classes == 10);
+
+  const tt::Checkpoint ck = tt::load_checkpoint(dir / "ti.safetensors");
+  const tt::TrainConfig saved = tt::load_config_string(ck.info.config_yaml);
+  auto model = tt::build_model(saved);
+  model->load_state_dict(ck.model);
+  model->eval();
+  model->to(DType::f64);
+  const io::TensorMap expected = io::load_safetensors(kFixtures / "timm_vit_ti_depth2_expected.safetensors").tensors;
+  NoGradGuard no_grad;
+  const Tensor logits = (*model)(expected.at("input"));
+  test::check_close(logits, expected.at("logits"), 1e-5, 0.0);
+}
+
+BOOST_AUTO_TEST_CASE(export_of_the_import_reproduces_the_fixtures_tensors) {
+  test::TempDir dir("export");
+  tt::import_timm_vit(kWeights, dir / "ti.safetensors");
+  tt::export_weights(dir / "ti.safetensors", dir / "out.safetensors", DType::bf16);
+  const io::SafetensorsFile out = io::load_safetensors(dir / "out.safetensors");
+  const io::TensorMap want = fixture();
+  BOOST_TEST(out.metadata.empty());  // a plain state dict
+  BOOST_REQUIRE_EQUAL(out.tensors.size(), want.size());
+  for (const auto& [name, t] : want) {
+    BOOST_TEST_CONTEXT(name) {
+      BOOST_REQUIRE(out.tensors.contains(name));
+      const Tensor& got = out.tensors.at(name);
+      BOOST_TEST((got.dtype() == t.dtype()));
+      BOOST_TEST((got.shape() == t.shape()));
+      BOOST_TEST(std::memcmp(got.raw_data(), t.raw_data(), t.nbytes()) == 0);
+    }
+  }
+  // And in f32 the values are the same numbers.
+  tt::export_weights(dir / "ti.safetensors", dir / "f32.safetensors");
+  const io::TensorMap f32 = io::load_safetensors(dir / "f32.safetensors").tensors;
+  BOOST_TEST((f32.at("pos_embed").dtype() == DType::f32));
+  BOOST_TEST(f32.at("pos_embed").to_vector<double>() == want.at("pos_embed").to_vector<double>(),
+             boost::test_tools::per_element());
+}
+
+BOOST_AUTO_TEST_CASE(what_the_vit_cannot_hold_is_refused_by_name) {
+  const auto refused = [](const io::TensorMap& w, const std::string& needle, tt::ImportOptions o = {}) {
+    try {
+      tt::timm_vit_config(w, o);
+      BOOST_ERROR("accepted; expected a refusal naming " << needle);
+    } catch (const ConfigError& e) {
+      BOOST_TEST(std::string(e.what()).find(needle) != std::string::npos, e.what());
+    }
+  };
+  io::TensorMap w = fixture();
+  w["blocks.0.ls1.gamma"] = zeros({192});  // timm's layer scale
+  w["reg_token"] = zeros({1, 4, 192});
+  refused(w, "blocks.0.ls1.gamma, reg_token");
+
+  w = fixture();
+  w.erase("head.bias");
+  w.erase("blocks.1.norm2.weight");
+  refused(w, "blocks.1.norm2.weight is missing");
+  refused(w, "head.bias is missing");
+
+  w = fixture();
+  w["pos_embed"] = zeros({1, 4, 192});  // 3 patch positions: no square grid
+  refused(w, "not a square grid");
+
+  w = fixture();
+  w["blocks.1.mlp.fc1.weight"] = zeros({512, 192});  // disagrees with block 0
+  refused(w, "blocks.1.mlp.fc1.weight is (512,192)");
+
+  refused(fixture(), "does not split into 5 heads", {.heads = 5});
+  BOOST_TEST(tt::timm_vit_config(fixture(), {.heads = 6}).model.as<models::ViTConfig>().heads == 6);
+  refused({}, "patch_embed.proj.weight is missing");
+}
+
+BOOST_AUTO_TEST_CASE(import_and_export_from_the_command_line) {
+  test::TempDir dir("weights_cli");
+  const fs::path ck = dir / "ti.safetensors", out = dir / "out.safetensors";
+  test::CommandResult r = test::run_cli({"import", kWeights.string(), "-o", ck.string()}, dir.path());
+  BOOST_TEST(r.status == 0, r.err);
+  BOOST_TEST(r.out.find("dim 192, depth 2, 3 heads, MLP 768, 10 classes") != std::string::npos, r.out);
+  r = test::run_cli({"export", ck.string(), "-o", out.string(), "--dtype", "bf16"}, dir.path());
+  BOOST_TEST(r.status == 0, r.err);
+  BOOST_TEST(fs::exists(out));
+  r = test::run_cli({"export", ck.string(), "-o", out.string(), "--dtype", "f16"}, dir.path());
+  BOOST_TEST(r.status == 2);
+  // A file that is not a state dict: one line, the file named.
+  r = test::run_cli({"import", (kFixtures / "make_timm_fixture.py").string(), "-o", ck.string()}, dir.path());
+  BOOST_TEST(r.status == 1);
+  BOOST_TEST(r.err.find("make_timm_fixture.py") != std::string::npos, r.err);
+}
+
+BOOST_AUTO_TEST_SUITE_END()
