@@ -33,6 +33,7 @@ void ViTConfig::validate() const {
   for (auto [name, p] : {std::pair{"dropout", dropout}, {"emb_dropout", emb_dropout},
                          {"attn_dropout", attn_dropout}, {"drop_path", drop_path}})
     if (!(p >= 0.0 && p < 1.0)) bad.push_back(fmt::format("{} must be in [0, 1) (got {})", name, p));
+  if (pool == Pool::cls && !class_token) bad.push_back("pool cls needs the class token (class_token: true)");
   if (!(layer_norm_eps > 0.0)) bad.push_back(fmt::format("layer_norm_eps must be positive (got {})", layer_norm_eps));
   TESSERA_CHECK(bad.empty(), ConfigError, "ViT: {}", fmt::join(bad, "; "));
 }
@@ -75,17 +76,21 @@ ViT::ViT(const ViTConfig& cfg, Generator& gen)
       blocks(register_module("blocks", nn::Sequential())),
       norm(make_norm(cfg)),
       head(register_module("head", nn::Linear(cfg.dim, cfg.num_classes))) {
-  const std::int64_t tokens = cfg.num_patches() + 1;
-  cls_token = register_parameter("cls_token", zeros({1, 1, cfg.dim}));
-  nn::init::normal_(cls_token, 0.0, 1e-6, gen);
+  const std::int64_t prefix = cfg.class_token ? 1 : 0, tokens = cfg.num_patches() + prefix;
+  if (cfg.class_token) {
+    cls_token = register_parameter("cls_token", zeros({1, 1, cfg.dim}));
+    nn::init::normal_(cls_token, 0.0, 1e-6, gen);
+  }
   if (cfg.pos_embed == PosEmbed::learned) {
     pos_embed = register_parameter("pos_embed", zeros({1, tokens, cfg.dim}));
     nn::init::trunc_normal_(pos_embed, 0.02, -2.0, 2.0, gen);
   } else {
     // The class token's position code is zero; patches get their (row, column) code.
     const Tensor grid = nn::sincos_position_embedding(patch_embed.grid_h(), patch_embed.grid_w(), cfg.dim);
-    pos_embed = register_buffer("pos_embed", concat({zeros({1, cfg.dim}), grid}, 0).reshape({1, tokens, cfg.dim}));
+    const Tensor table = cfg.class_token ? concat({zeros({1, cfg.dim}), grid}, 0) : grid;
+    pos_embed = register_buffer("pos_embed", table.reshape({1, tokens, cfg.dim}));
   }
+  if (cfg.fc_norm) fc_norm = &register_module("fc_norm", nn::LayerNorm(cfg.dim, {.eps = cfg.layer_norm_eps}));
   for (std::int64_t i = 0; i < cfg.depth; ++i) {
     const double dp = cfg.depth > 1 ? cfg.drop_path * static_cast<double>(i) / static_cast<double>(cfg.depth - 1) : 0.0;
     blocks.push_back(nn::EncoderBlock(cfg.dim, cfg.heads, cfg.mlp_dim,
@@ -103,7 +108,7 @@ ViT::ViT(const ViTConfig& cfg, Generator& gen)
 }
 
 nn::UnaryModule& ViT::make_norm(const ViTConfig& c) {
-  if (c.norm == nn::NormPlacement::pre)
+  if (c.norm == nn::NormPlacement::pre && !c.fc_norm)
     return register_module("norm", nn::LayerNorm(c.dim, {.eps = c.layer_norm_eps}));
   return register_module("norm", nn::Identity());
 }
@@ -111,11 +116,12 @@ nn::UnaryModule& ViT::make_norm(const ViTConfig& c) {
 Tensor ViT::features(const Tensor& images) {
   check_images("ViT", images, {config.channels, config.image_h, config.image_w, config.num_classes});
   const std::int64_t B = images.size(0);
-  const Tensor patches = patch_embed(images);                                           // (B, N, D)
-  Tensor x = concat({expand(cls_token, {B, 1, config.dim}), patches}, 1) + pos_embed;   // (B, N+1, D)
-  x = norm(blocks(pos_drop(x)));
-  if (config.pool == Pool::cls) return slice(x, 1, 0, 1).reshape({B, config.dim});
-  return mean(slice(x, 1, 1, x.size(1)), {1});
+  const Tensor patches = patch_embed(images);  // (B, N, D)
+  Tensor x = config.class_token ? concat({expand(cls_token, {B, 1, config.dim}), patches}, 1) : patches;
+  x = norm(blocks(pos_drop(x + pos_embed)));   // (B, N + 1, D), or (B, N, D) without the class token
+  const Tensor pooled = config.pool == Pool::cls ? slice(x, 1, 0, 1).reshape({B, config.dim})
+                                                 : mean(slice(x, 1, config.class_token ? 1 : 0, x.size(1)), {1});
+  return fc_norm ? (*fc_norm)(pooled) : pooled;
 }
 
 Tensor ViT::forward(const Tensor& images) { return head(features(images)); }
@@ -146,6 +152,10 @@ ModelSpec vit_model_spec() {
       .integer("mlp_dim", &ViTConfig::mlp_dim, 1, 1 << 18, "Hidden width of each block's MLP.")
       .choice("pool", &ViTConfig::pool, {{"cls", Pool::cls}, {"mean", Pool::mean}},
               "Classify from the cls token, or from the mean of the patch tokens.")
+      .boolean("class_token", &ViTConfig::class_token,
+               "A learned class token before the patch tokens (false needs pool: mean).")
+      .boolean("fc_norm", &ViTConfig::fc_norm,
+               "The final LayerNorm after pooling instead of before it (timm's fc_norm).")
       .rate("dropout", &ViTConfig::dropout, "Dropout on the attention output projection and inside the MLP.")
       .rate("emb_dropout", &ViTConfig::emb_dropout, "Dropout on the token embeddings (after adding positions).")
       .rate("attn_dropout", &ViTConfig::attn_dropout, "Dropout on the attention weights.")
@@ -179,6 +189,8 @@ ModelSpec vit_model_spec() {
           bad.push_back(fmt::format("model.dim {} is not divisible by model.heads {}", c.dim, c.heads));
         if (c.pos_embed == PosEmbed::sincos && c.dim % 4 != 0)
           bad.push_back(fmt::format("model.pos_embed sincos needs model.dim divisible by 4, got {}", c.dim));
+        if (c.pool == Pool::cls && !c.class_token)
+          bad.push_back("model.pool cls needs the class token (model.class_token: true, or model.pool: mean)");
         TESSERA_CHECK(bad.empty(), ConfigError, "{}", fmt::join(bad, "; "));
         c.validate();
       },

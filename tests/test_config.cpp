@@ -59,6 +59,8 @@ model:
   heads: 6
   mlp_dim: 200
   pool: mean
+  class_token: false
+  fc_norm: true
   dropout: 0.1
   emb_dropout: 0.2
   attn_dropout: 0.05
@@ -148,6 +150,8 @@ BOOST_AUTO_TEST_CASE(every_key_is_read) {
   BOOST_TEST(vit(c).image_w == 48);
   BOOST_TEST(vit(c).dim == 96);  // explicit keys beat the preset's 192
   BOOST_TEST((vit(c).pool == models::Pool::mean));
+  BOOST_TEST(!vit(c).class_token);
+  BOOST_TEST(vit(c).fc_norm);
   BOOST_TEST((vit(c).norm == nn::NormPlacement::post));
   BOOST_TEST((vit(c).pos_embed == models::PosEmbed::sincos));
   BOOST_TEST(vit(c).layer_norm_eps == 1e-5);

@@ -133,6 +133,28 @@ BOOST_AUTO_TEST_CASE(gradcheck_tiny_vit_every_variant) {
       }
 }
 
+BOOST_AUTO_TEST_CASE(gradcheck_tiny_vit_without_class_token_with_fc_norm) {
+  // timm's average-pooling head: no class token, the final LayerNorm after pooling.
+  for (const bool class_token : {false, true}) {
+    ViTConfig c = tiny_config();
+    c.pool = models::Pool::mean, c.class_token = class_token, c.fc_norm = true;
+    BOOST_TEST_CONTEXT("class token " << class_token) {
+      ViT m(c);
+      BOOST_TEST(m.cls_token.defined() == class_token);
+      BOOST_TEST(m.pos_embed.size(1) == c.num_patches() + (class_token ? 1 : 0));
+      BOOST_TEST(m.fc_norm != nullptr);
+      m.to(DType::f64);
+      std::vector<Tensor> inputs{test::input({2, 2, 8, 8}, 4)};
+      for (const Tensor& p : m.parameters()) inputs.push_back(p);
+      const Tensor labels = from_vector<std::int64_t>({1, 0});
+      test::check_gradients([&](const std::vector<Tensor>& in) { return cross_entropy(m(in[0]), labels); }, inputs);
+    }
+  }
+  ViTConfig bad = tiny_config();
+  bad.class_token = false;  // with pool: cls
+  BOOST_CHECK_THROW(ViT{bad}, ConfigError);
+}
+
 BOOST_AUTO_TEST_CASE(summary_table) {
   ViT m(tiny_config());
   const std::string table = nn::summary(m, [&] { m(zeros({1, 2, 8, 8})); });

@@ -17,7 +17,21 @@ namespace {
 const fs::path kFixtures = fs::path(TESSERA_SOURCE_DIR) / "tests" / "fixtures";
 const fs::path kWeights = kFixtures / "timm_vit_ti_depth2.safetensors";
 
+const fs::path kGapWeights = kFixtures / "timm_vit_gap_fcnorm.safetensors";
+
 io::TensorMap fixture() { return io::load_safetensors(kWeights).tensors; }
+
+// The logits of the checkpoint's model in f64 on the fixture's input, against PyTorch's.
+void check_logits(const fs::path& checkpoint, const fs::path& expected_file) {
+  const tt::Checkpoint ck = tt::load_checkpoint(checkpoint);
+  auto model = tt::build_model(tt::load_config_string(ck.info.config_yaml));
+  model->load_state_dict(ck.model);
+  model->eval();
+  model->to(DType::f64);
+  const io::TensorMap expected = io::load_safetensors(expected_file).tensors;
+  NoGradGuard no_grad;
+  test::check_close((*model)(expected.at("input")), expected.at("logits"), 1e-5, 0.0);
+}
 
 }  // namespace
 
@@ -35,41 +49,50 @@ BOOST_AUTO_TEST_CASE(an_imported_timm_vit_gives_pytorchs_logits) {
   BOOST_TEST(v.image_h == 32);
   BOOST_TEST(v.channels == 3);
   BOOST_TEST(v.num_classes == 10);
+  BOOST_TEST(v.class_token);
+  BOOST_TEST((v.pool == models::Pool::cls));
+  check_logits(dir / "ti.safetensors", kFixtures / "timm_vit_ti_depth2_expected.safetensors");
+}
 
-  const tt::Checkpoint ck = tt::load_checkpoint(dir / "ti.safetensors");
-  const tt::TrainConfig saved = tt::load_config_string(ck.info.config_yaml);
-  auto model = tt::build_model(saved);
-  model->load_state_dict(ck.model);
-  model->eval();
-  model->to(DType::f64);
-  const io::TensorMap expected = io::load_safetensors(kFixtures / "timm_vit_ti_depth2_expected.safetensors").tensors;
-  NoGradGuard no_grad;
-  const Tensor logits = (*model)(expected.at("input"));
-  test::check_close(logits, expected.at("logits"), 1e-5, 0.0);
+BOOST_AUTO_TEST_CASE(a_timm_vit_without_class_token_and_with_fc_norm_too) {
+  test::TempDir dir("import_gap");
+  const tt::TrainConfig cfg = tt::import_timm_vit(kGapWeights, dir / "gap.safetensors");
+  const auto& v = cfg.model.as<models::ViTConfig>();
+  BOOST_TEST(!v.class_token);
+  BOOST_TEST(v.fc_norm);
+  BOOST_TEST((v.pool == models::Pool::mean));
+  BOOST_TEST(v.heads == 2);
+  BOOST_TEST(v.patch_size == 8);
+  BOOST_TEST(v.num_classes == 5);
+  check_logits(dir / "gap.safetensors", kFixtures / "timm_vit_gap_fcnorm_expected.safetensors");
 }
 
 BOOST_AUTO_TEST_CASE(export_of_the_import_reproduces_the_fixtures_tensors) {
   test::TempDir dir("export");
-  tt::import_timm_vit(kWeights, dir / "ti.safetensors");
-  tt::export_weights(dir / "ti.safetensors", dir / "out.safetensors", DType::bf16);
-  const io::SafetensorsFile out = io::load_safetensors(dir / "out.safetensors");
-  const io::TensorMap want = fixture();
-  BOOST_TEST(out.metadata.empty());  // a plain state dict
-  BOOST_REQUIRE_EQUAL(out.tensors.size(), want.size());
-  for (const auto& [name, t] : want) {
-    BOOST_TEST_CONTEXT(name) {
-      BOOST_REQUIRE(out.tensors.contains(name));
-      const Tensor& got = out.tensors.at(name);
-      BOOST_TEST((got.dtype() == t.dtype()));
-      BOOST_TEST((got.shape() == t.shape()));
-      BOOST_TEST(std::memcmp(got.raw_data(), t.raw_data(), t.nbytes()) == 0);
+  for (const fs::path& weights : {kGapWeights, kWeights}) {
+    BOOST_TEST_CONTEXT(weights.filename()) {
+      tt::import_timm_vit(weights, dir / "imported.safetensors");
+      tt::export_weights(dir / "imported.safetensors", dir / "out.safetensors", DType::bf16);
+      const io::SafetensorsFile out = io::load_safetensors(dir / "out.safetensors");
+      const io::TensorMap want = io::load_safetensors(weights).tensors;
+      BOOST_TEST(out.metadata.empty());  // a plain state dict
+      BOOST_REQUIRE_EQUAL(out.tensors.size(), want.size());
+      for (const auto& [name, t] : want) {
+        BOOST_TEST_CONTEXT(name) {
+          BOOST_REQUIRE(out.tensors.contains(name));
+          const Tensor& got = out.tensors.at(name);
+          BOOST_TEST((got.dtype() == t.dtype()));
+          BOOST_TEST((got.shape() == t.shape()));
+          BOOST_TEST(std::memcmp(got.raw_data(), t.raw_data(), t.nbytes()) == 0);
+        }
+      }
     }
   }
-  // And in f32 the values are the same numbers.
-  tt::export_weights(dir / "ti.safetensors", dir / "f32.safetensors");
+  // In f32 the values are the same numbers (the last import is the ViT-Ti fixture's).
+  tt::export_weights(dir / "imported.safetensors", dir / "f32.safetensors");
   const io::TensorMap f32 = io::load_safetensors(dir / "f32.safetensors").tensors;
   BOOST_TEST((f32.at("pos_embed").dtype() == DType::f32));
-  BOOST_TEST(f32.at("pos_embed").to_vector<double>() == want.at("pos_embed").to_vector<double>(),
+  BOOST_TEST(f32.at("pos_embed").to_vector<double>() == fixture().at("pos_embed").to_vector<double>(),
              boost::test_tools::per_element());
 }
 

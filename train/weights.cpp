@@ -42,7 +42,11 @@ TrainConfig timm_vit_config(const io::TensorMap& weights, const ImportOptions& o
   const Shape* proj = need("patch_embed.proj.weight", 4);  // (D, C, P, P)
   const Shape* pos = need("pos_embed", 3);                 // (1, 1 + G*G, D)
   const Shape* head = need("head.weight", 2);              // (K, D)
-  need("cls_token", 3);
+  // timm's variants: no class token (then average pooling), and fc_norm (the final norm
+  // after average pooling, in place of `norm`).
+  c.class_token = weights.contains("cls_token");
+  c.fc_norm = weights.contains("fc_norm.weight");
+  c.pool = c.class_token && !c.fc_norm ? models::Pool::cls : models::Pool::mean;
   // Blocks 0..depth-1, contiguous; anything else under blocks. is reported below as unknown.
   const std::regex block_name(R"(blocks\.(\d+)\.(.+))");
   std::int64_t depth = 0;
@@ -59,12 +63,12 @@ TrainConfig timm_vit_config(const io::TensorMap& weights, const ImportOptions& o
     c.depth = depth;
     c.mlp_dim = (*fc1)[0];
     c.num_classes = (*head)[0];
-    const std::int64_t patches = (*pos)[1] - 1;
+    const std::int64_t patches = (*pos)[1] - (c.class_token ? 1 : 0);
     const auto grid = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(std::max<std::int64_t>(patches, 0)))));
     if ((*proj)[3] != c.patch_size) problems.push_back(fmt::format("patch_embed.proj.weight {} has non-square patches", shape_str(*proj)));
     if (grid * grid != patches || patches <= 0)
-      problems.push_back(fmt::format("pos_embed {} holds {} patch positions, not a square grid (plus the class token)",
-                                     shape_str(*pos), patches));
+      problems.push_back(fmt::format("pos_embed {} holds {} patch positions, not a square grid{}", shape_str(*pos),
+                                     patches, c.class_token ? " (plus the class token)" : ""));
     c.image_h = c.image_w = grid * c.patch_size;
     c.heads = options.heads.value_or(c.dim % 64 == 0 ? c.dim / 64 : 0);
     if (c.heads <= 0 || c.dim % c.heads != 0)
@@ -75,14 +79,15 @@ TrainConfig timm_vit_config(const io::TensorMap& weights, const ImportOptions& o
   std::map<std::string, Shape> expected;
   if (problems.empty()) {
     const std::int64_t D = c.dim, M = c.mlp_dim;
+    const std::string final_norm = c.fc_norm ? "fc_norm" : "norm";
     expected = {{"patch_embed.proj.weight", {D, c.channels, c.patch_size, c.patch_size}},
                 {"patch_embed.proj.bias", {D}},
-                {"cls_token", {1, 1, D}},
-                {"pos_embed", {1, c.num_patches() + 1, D}},
-                {"norm.weight", {D}},
-                {"norm.bias", {D}},
+                {"pos_embed", {1, c.num_patches() + (c.class_token ? 1 : 0), D}},
+                {final_norm + ".weight", {D}},
+                {final_norm + ".bias", {D}},
                 {"head.weight", {c.num_classes, D}},
                 {"head.bias", {c.num_classes}}};
+    if (c.class_token) expected["cls_token"] = {1, 1, D};
     const std::vector<Shape> block_shapes{{D}, {D}, {3 * D, D}, {3 * D}, {D, D}, {D}, {D}, {D}, {M, D}, {M}, {D, M}, {D}};
     for (std::int64_t i = 0; i < depth; ++i)
       for (std::size_t k = 0; k < block_tensor_names().size(); ++k)
@@ -96,8 +101,8 @@ TrainConfig timm_vit_config(const io::TensorMap& weights, const ImportOptions& o
                                        shape_str(it->second)));
     }
     if (!unknown.empty())
-      problems.push_back(fmt::format("tensors Tessera's ViT does not have: {} (layer scale, register tokens, fc_norm "
-                                     "and other variants are not supported)",
+      problems.push_back(fmt::format("tensors Tessera's ViT does not have: {} (layer scale, register tokens and other "
+                                     "variants are not supported)",
                                      fmt::join(unknown, ", ")));
     for (const auto& [name, shape] : expected)
       if (!weights.contains(name)) problems.push_back(fmt::format("{} is missing", name));

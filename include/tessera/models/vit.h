@@ -24,6 +24,8 @@ struct ViTConfig {
   std::int64_t heads = 12;
   std::int64_t mlp_dim = 3072;
   Pool pool = Pool::cls;
+  bool class_token = true;  // a learned class token before the patch tokens (timm's class_token)
+  bool fc_norm = false;     // the final LayerNorm after pooling instead of before (timm's fc_norm)
   double dropout = 0.0;       // in the MLPs and after attention projections
   double emb_dropout = 0.0;   // after adding the position embedding
   double attn_dropout = 0.0;  // on attention weights
@@ -60,11 +62,12 @@ class ViT : public nn::UnaryModule {
 
   ViTConfig config;
   nn::PatchEmbedding& patch_embed;
-  Tensor cls_token;  // (1, 1, D)
-  Tensor pos_embed;  // (1, N + 1, D): a parameter (learned) or a buffer (sincos)
+  Tensor cls_token;  // (1, 1, D); undefined without a class token
+  Tensor pos_embed;  // (1, N + 1, D), (1, N, D) without a class token: a parameter (learned) or a buffer (sincos)
   nn::Dropout& pos_drop;
   nn::Sequential& blocks;
-  nn::UnaryModule& norm;  // LayerNorm (pre-norm) or Identity (post-norm: blocks end normalised)
+  nn::UnaryModule& norm;  // LayerNorm (pre-norm) or Identity (post-norm: blocks end normalised; fc_norm)
+  nn::LayerNorm* fc_norm = nullptr;  // after pooling, with config.fc_norm
   nn::Linear& head;
 
  private:
