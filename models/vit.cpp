@@ -1,6 +1,7 @@
 #include "tessera/models/vit.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "tessera/nn/init.h"
 #include "tessera/models/registry.h"
@@ -125,6 +126,81 @@ Tensor ViT::features(const Tensor& images) {
 }
 
 Tensor ViT::forward(const Tensor& images) { return head(features(images)); }
+
+// ---------------------------------------------------------------- position tables
+
+namespace {
+
+// One output sample of a 1-D resize: the input indices it reads and their weights.
+using Taps = std::vector<std::pair<std::int64_t, double>>;
+
+// PyTorch's bicubic resize weights along one axis (align_corners=False; aten's UpSample).
+std::vector<Taps> bicubic_taps(std::int64_t in, std::int64_t out, bool antialias) {
+  const double scale = static_cast<double>(in) / static_cast<double>(out);
+  std::vector<Taps> taps(static_cast<std::size_t>(out));
+  for (std::int64_t i = 0; i < out; ++i) {
+    Taps& t = taps[static_cast<std::size_t>(i)];
+    if (!antialias) {
+      constexpr double A = -0.75;
+      const auto near = [](double x) { return ((A + 2) * x - (A + 3)) * x * x + 1; };  // |x| <= 1
+      const auto far = [](double x) { return ((A * x - 5 * A) * x + 8 * A) * x - 4 * A; };  // 1 < |x| < 2
+      const double src = scale * (static_cast<double>(i) + 0.5) - 0.5;
+      const auto base = static_cast<std::int64_t>(std::floor(src));
+      const double f = src - static_cast<double>(base);
+      const double w[4] = {far(f + 1), near(f), near(1 - f), far(2 - f)};
+      for (int k = 0; k < 4; ++k) t.emplace_back(std::clamp<std::int64_t>(base - 1 + k, 0, in - 1), w[k]);
+      continue;
+    }
+    constexpr double a = -0.5;
+    const auto filter = [](double x) {
+      x = std::abs(x);
+      if (x < 1) return ((a + 2) * x - (a + 3)) * x * x + 1;
+      if (x < 2) return (((x - 5) * x + 8) * x - 4) * a;
+      return 0.0;
+    };
+    const double support = scale >= 1 ? 2 * scale : 2.0, inv = scale >= 1 ? 1 / scale : 1.0;
+    const double center = scale * (static_cast<double>(i) + 0.5);
+    const std::int64_t lo = std::max<std::int64_t>(static_cast<std::int64_t>(center - support + 0.5), 0);
+    const std::int64_t hi = std::min<std::int64_t>(static_cast<std::int64_t>(center + support + 0.5), in);
+    double total = 0;
+    for (std::int64_t j = lo; j < hi; ++j) {
+      t.emplace_back(j, filter((static_cast<double>(j) - center + 0.5) * inv));
+      total += t.back().second;
+    }
+    if (total != 0)
+      for (auto& [j, w] : t) w /= total;
+  }
+  return taps;
+}
+
+}  // namespace
+
+Tensor resample_position_table(const Tensor& table, std::int64_t prefix, std::array<std::int64_t, 2> from,
+                               std::array<std::int64_t, 2> to, bool antialias) {
+  TESSERA_CHECK(table.dim() == 3 && table.size(0) == 1 && prefix >= 0 && from[0] > 0 && from[1] > 0 &&
+                    table.size(1) == prefix + from[0] * from[1] && to[0] > 0 && to[1] > 0,
+                ShapeError, "resample_position_table: table {} is not (1, {} + {}x{}, D)", shape_str(table.shape()),
+                prefix, from[0], from[1]);
+  const std::int64_t D = table.size(2), H = from[0], W = from[1], H2 = to[0], W2 = to[1];
+  const std::vector<double> in = table.to_vector<double>();  // (1, prefix + H W, D)
+  const std::vector<Taps> rows = bicubic_taps(H, H2, antialias), cols = bicubic_taps(W, W2, antialias);
+  std::vector<double> out(static_cast<std::size_t>((prefix + H2 * W2) * D));
+  std::copy_n(in.begin(), prefix * D, out.begin());
+  const auto at = [&](std::int64_t y, std::int64_t x) { return static_cast<std::size_t>((prefix + y * W + x) * D); };
+  std::vector<double> across(static_cast<std::size_t>(H * W2 * D));  // (H, W2, D): the columns resized first
+  for (std::int64_t y = 0; y < H; ++y)
+    for (std::int64_t x = 0; x < W2; ++x)
+      for (const auto& [j, w] : cols[static_cast<std::size_t>(x)])
+        for (std::int64_t d = 0; d < D; ++d)
+          across[static_cast<std::size_t>((y * W2 + x) * D + d)] += w * in[at(y, j) + static_cast<std::size_t>(d)];
+  for (std::int64_t y = 0; y < H2; ++y)
+    for (std::int64_t x = 0; x < W2; ++x)
+      for (const auto& [i, w] : rows[static_cast<std::size_t>(y)])
+        for (std::int64_t d = 0; d < D; ++d)
+          out[static_cast<std::size_t>((prefix + y * W2 + x) * D + d)] +=
+              w * across[static_cast<std::size_t>((i * W2 + x) * D + d)];
+  return from_vector(out, {1, prefix + H2 * W2, D}, {.dtype = table.dtype()});
+}
 
 // ---------------------------------------------------------------- registration
 

@@ -6,6 +6,7 @@
 #include "support/test_support.h"
 #include "tessera/train/checkpoint.h"
 #include "tessera/train/trainer.h"
+#include "tessera/models/vit.h"
 #include "tessera/train/weights.h"
 
 using namespace tessera;
@@ -127,6 +128,24 @@ BOOST_AUTO_TEST_CASE(what_the_vit_cannot_hold_is_refused_by_name) {
   refused(fixture(), "does not split into 5 heads", {.heads = 5});
   BOOST_TEST(tt::timm_vit_config(fixture(), {.heads = 6}).model.as<models::ViTConfig>().heads == 6);
   refused({}, "patch_embed.proj.weight is missing");
+}
+
+BOOST_AUTO_TEST_CASE(position_tables_resample_as_pytorchs_bicubic_interpolate) {
+  // tests/fixtures/make_pos_embed_fixture.py: timm's resample_abs_pos_embed, with and without
+  // antialiasing, growing, shrinking, to a non-square grid and to the same grid.
+  const io::TensorMap f = io::load_safetensors(kFixtures / "pos_embed_resample.safetensors").tensors;
+  using Grid = std::array<std::int64_t, 2>;
+  for (const auto& [from, to] : std::vector<std::pair<Grid, Grid>>{
+           {{7, 7}, {8, 8}}, {{8, 8}, {5, 5}}, {{7, 7}, {4, 10}}, {{6, 6}, {6, 6}}}) {
+    const std::string key = fmt::format("{}x{}_to_{}x{}", from[0], from[1], to[0], to[1]);
+    for (const bool antialias : {true, false}) {
+      BOOST_TEST_CONTEXT(key << (antialias ? " antialiased" : " plain")) {
+        const Tensor got = models::resample_position_table(f.at(key + ".input"), 1, from, to, antialias);
+        test::check_close(got, f.at(key + (antialias ? ".antialias" : ".plain")), 1e-10, 1e-12);
+      }
+    }
+  }
+  BOOST_CHECK_THROW(models::resample_position_table(f.at("7x7_to_8x8.input"), 1, {6, 6}, {8, 8}), ShapeError);
 }
 
 BOOST_AUTO_TEST_CASE(import_and_export_from_the_command_line) {

@@ -3,6 +3,8 @@
 // the patch tokens). Parameter names follow timm's VisionTransformer.
 #pragma once
 
+#include <array>
+
 #include <string>
 #include <vector>
 
@@ -73,6 +75,14 @@ class ViT : public nn::UnaryModule {
  private:
   nn::UnaryModule& make_norm(const ViTConfig& c);
 };
+
+// A position table (1, prefix + from_h * from_w, D) for another patch grid (fine-tuning at
+// another image size): the prefix rows (the class token's) kept, the grid resized as a
+// (D, H, W) image, bicubic with align_corners=False as PyTorch's F.interpolate. With
+// antialias (timm's default), PyTorch's antialiased kernel: Keys' a = -0.5, widened by the
+// scale when shrinking; without, the plain a = -0.75 kernel.
+Tensor resample_position_table(const Tensor& table, std::int64_t prefix, std::array<std::int64_t, 2> from,
+                               std::array<std::int64_t, 2> to, bool antialias = true);
 
 // The ViT's entry in the model registry (model.name: vit): its config section, presets and builder.
 ModelSpec vit_model_spec();
