@@ -89,6 +89,7 @@ optim:
   nesterov: true
   betas: [0.8, 0.99]
   eps: 1e-6
+  layer_decay: 0.75
   clip_grad_norm: 0
   no_weight_decay_on: ["*.bias"]
 schedule:
@@ -111,6 +112,8 @@ train:
   label_smoothing: 0.1
   precision: bf16
   collective_timeout: 30
+  init_from: runs/pretrained/best.safetensors
+  init_exclude: ["head.*"]
 )";
 
 }  // namespace
@@ -175,6 +178,9 @@ BOOST_AUTO_TEST_CASE(every_key_is_read) {
   BOOST_TEST(c.train.output_dir == "runs/cifar");
   BOOST_TEST((c.train.precision == DType::bf16));
   BOOST_TEST(c.train.collective_timeout == 30);
+  BOOST_TEST(c.optim.layer_decay == 0.75);
+  BOOST_TEST(c.train.init_from == "runs/pretrained/best.safetensors");
+  BOOST_TEST((c.train.init_exclude == std::vector<std::string>{"head.*"}));
 
   // Every key of the schema moved away from its default: none was silently ignored,
   // and each one takes part in the comparison.
@@ -378,7 +384,7 @@ BOOST_AUTO_TEST_CASE(structural_errors) {
   // A section that is not a map.
   BOOST_TEST(load_error("optim: 5\n") ==
              "config.yaml:1:8: optim: expected a map of settings (name, lr, weight_decay, momentum, "
-             "nesterov, betas, eps, clip_grad_norm, no_weight_decay_on), got 5");
+             "nesterov, betas, eps, layer_decay, clip_grad_norm, no_weight_decay_on), got 5");
   BOOST_TEST(contains(load_error("data:\n  augment: [1]\n"),
                       "config.yaml:2:12: data.augment: expected a map of settings (random_crop_padding, "
                       "horizontal_flip, random_shift), got a list [1]"));
@@ -477,12 +483,12 @@ BOOST_AUTO_TEST_CASE(override_errors_name_the_set_key) {
   BOOST_TEST(override_error({{"optimizer.lr", "1"}}) == "--set optimizer.lr: unknown key; did you mean optim.lr?");
   BOOST_TEST(override_error({{"optim.zzzzzz", "1"}}) ==
              "--set optim.zzzzzz: unknown key; the keys of optim are name, lr, weight_decay, momentum, "
-             "nesterov, betas, eps, clip_grad_norm, no_weight_decay_on");
+             "nesterov, betas, eps, layer_decay, clip_grad_norm, no_weight_decay_on");
   BOOST_TEST(override_error({{"optim", "{lr: fast}"}}) ==
              "--set optim: optim.lr: expected a number in (0, 10], got \"fast\"");
   BOOST_TEST(override_error({{"optim", "3"}}) ==
              "--set optim: expected a map of settings (name, lr, weight_decay, momentum, nesterov, "
-             "betas, eps, clip_grad_norm, no_weight_decay_on), got 3");
+             "betas, eps, layer_decay, clip_grad_norm, no_weight_decay_on), got 3");
   BOOST_TEST(override_error({{"model.image_size", "[28, -1]"}}) ==
              "--set model.image_size: model.image_size[1]: expected an integer from 1 to 8192, got -1");
   BOOST_TEST(contains(override_error({{"optim.betas", "[0.9"}}),

@@ -2,6 +2,8 @@
 // with PyTorch) imported gives PyTorch's logits, exported gives the same tensors back, and a
 // state dict Tessera cannot hold is refused naming what is wrong.
 #include <cstring>
+#include <fstream>
+#include <iterator>
 
 #include "support/test_support.h"
 #include "tessera/train/checkpoint.h"
@@ -163,6 +165,109 @@ BOOST_AUTO_TEST_CASE(import_and_export_from_the_command_line) {
   r = test::run_cli({"import", (kFixtures / "make_timm_fixture.py").string(), "-o", ck.string()}, dir.path());
   BOOST_TEST(r.status == 1);
   BOOST_TEST(r.err.find("make_timm_fixture.py") != std::string::npos, r.err);
+}
+
+namespace {
+
+// A small ViT on synthetic images of `image` pixels with `classes` classes.
+tt::TrainConfig small_vit(const fs::path& out, int image, int classes) {
+  return tt::load_config_string(fmt::format(R"(
+model: {{image_size: {}, patch_size: 4, channels: 1, num_classes: {}, dim: 32, depth: 2, heads: 2, mlp_dim: 64}}
+data: {{dataset: synthetic, synthetic: {{train_size: 64, test_size: 16}}, normalize: none}}
+train: {{epochs: 1, batch_size: 16, seed: 3, threads: 2, output_dir: "{}"}}
+schedule: {{warmup_epochs: 0}}
+)", image, classes, out.string()));
+}
+
+}  // namespace
+
+BOOST_AUTO_TEST_CASE(fine_tuning_starts_from_the_weights_resampling_positions) {
+  test::TempDir dir("init_from");
+  static std::FILE* devnull = std::fopen("/dev/null", "w");
+  tt::TrainOptions quiet;
+  quiet.out = devnull;
+  tt::train(small_vit(dir / "pre", 16, 4), quiet);  // 4x4 patches, 4 classes
+  const tt::Checkpoint pre = tt::load_checkpoint(dir / "pre" / tt::kLastCheckpoint);
+  const auto tensor = [&](const std::string& name) {
+    for (const auto& [n, t] : pre.model)
+      if (n == name) return t;
+    throw Error("no " + name);
+  };
+  // At 20x20 (5x5 patches) with 3 classes: a new head, the position table resampled.
+  tt::TrainConfig cfg = small_vit(dir / "fine", 20, 3);
+  cfg.train.init_from = dir / "pre" / tt::kLastCheckpoint;
+  cfg.train.init_exclude = {"head.*"};
+  auto model = tt::build_model(cfg);
+  const std::string note = tt::init_weights_from(*model, cfg);
+  BOOST_TEST(note.find("pos_embed 4x4 -> 5x5") != std::string::npos, note);
+  for (const auto& [name, t] : model->state_dict()) {
+    BOOST_TEST_CONTEXT(name) {
+      if (name.starts_with("head.")) {
+        BOOST_TEST((t.shape() != tensor(name).shape()));  // left at its initialisation
+      } else if (name == "pos_embed") {
+        test::check_close(t, models::resample_position_table(tensor(name), 1, {4, 4}, {5, 5}).to(DType::f32), 1e-6,
+                          1e-7);
+      } else {
+        BOOST_TEST(t.to_vector<double>() == tensor(name).to_vector<double>(), boost::test_tools::per_element());
+      }
+    }
+  }
+  // Without init_exclude the head cannot be taken: the error names it and the way out.
+  cfg.train.init_exclude = {};
+  try {
+    tt::init_weights_from(*tt::build_model(cfg), cfg);
+    BOOST_ERROR("a head of 4 classes loaded into one of 3");
+  } catch (const ConfigError& e) {
+    const std::string m = e.what();
+    BOOST_TEST(m.find("head.weight is (4,32) in the file, (3,32) in the model") != std::string::npos, m);
+    BOOST_TEST(m.find("train.init_exclude") != std::string::npos, m);
+  }
+  // And training runs from there, saying so in its log.
+  cfg.train.init_exclude = {"head.*"};
+  tt::train(cfg, quiet);
+  std::ifstream log(dir / "fine" / tt::kLogFile);
+  const std::string text((std::istreambuf_iterator<char>(log)), std::istreambuf_iterator<char>());
+  BOOST_TEST(text.find("initialised from") != std::string::npos, text);
+}
+
+BOOST_AUTO_TEST_CASE(a_timm_state_dict_initialises_a_model_of_another_size) {
+  // The ViT-Ti fixture (32x32, 2x2 patches) into a 48x48 model (3x3 patches) with 7 classes.
+  test::TempDir dir("init_timm");
+  tt::TrainConfig cfg = tt::timm_vit_config(fixture());
+  auto& v = cfg.model.as<models::ViTConfig>();
+  v.image_h = v.image_w = 48;
+  v.num_classes = 7;
+  cfg.train.init_from = kWeights;
+  cfg.train.init_exclude = {"head.*"};
+  auto model = tt::build_model(cfg);
+  BOOST_TEST(tt::init_weights_from(*model, cfg).find("pos_embed 2x2 -> 3x3") != std::string::npos);
+  cfg.train.init_exclude = {"head.*", "blocks.1.*"};  // patterns leave whole blocks alone
+  BOOST_TEST(tt::init_weights_from(*tt::build_model(cfg), cfg).find("initialised from") != std::string::npos);
+}
+
+BOOST_AUTO_TEST_CASE(layer_decay_scales_the_learning_rate_by_depth) {
+  tt::TrainConfig cfg = small_vit("unused", 16, 4);
+  cfg.optim.layer_decay = 0.5;
+  auto model = tt::build_model(cfg);
+  const auto opt = tt::make_optimizer(cfg, *model);
+  // depth 2: the top (norm, head) 3; blocks.1 2; blocks.0 1; embeddings 0.
+  const std::map<std::string, double> want{{"head.weight", 1.0}, {"norm.bias", 1.0}, {"blocks.1.mlp.fc1.weight", 0.5},
+                                           {"blocks.0.attn.qkv.weight", 0.25}, {"pos_embed", 0.125},
+                                           {"patch_embed.proj.weight", 0.125}};
+  std::size_t seen = 0;
+  for (std::size_t g = 0; g < opt->num_groups(); ++g)
+    for (const std::string& name : opt->group(g).names)
+      if (const auto it = want.find(name); it != want.end()) {
+        BOOST_TEST(opt->lr(g) == cfg.optim.lr * it->second, name);
+        ++seen;
+      }
+  BOOST_TEST(seen == want.size());
+  // Weight decay groups survive the split: biases still get none.
+  for (std::size_t g = 0; g < opt->num_groups(); ++g)
+    if (opt->group(g).names.front().ends_with("bias")) BOOST_TEST(opt->weight_decay(g) == 0.0);
+  // A model without blocks.N has no layers to decay.
+  tt::TrainConfig resnet = tt::load_config_string("model: {name: resnet}\noptim: {layer_decay: 0.5}\n");
+  BOOST_CHECK_THROW(tt::make_optimizer(resnet, *tt::build_model(resnet)), ConfigError);
 }
 
 BOOST_AUTO_TEST_SUITE_END()

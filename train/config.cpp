@@ -126,18 +126,22 @@ struct NormalizeCodec {
   }
 };
 
+// Glob patterns over parameter names; YAML `false` is none, and `true` the key's default
+// where it has one (`on_true`).
 struct Patterns {
-  std::string type() const { return "bool or list of strings"; }
+  std::optional<std::vector<std::string>> on_true;
+  std::string type() const { return on_true ? "bool or list of strings" : "list of strings"; }
   std::string range() const { return "glob patterns"; }
   void parse(const Ctx& c, std::vector<std::string>& out) const {
+    const char* expected = on_true ? "true, false or a list of parameter-name patterns"
+                                   : "a list of parameter-name patterns (or false: none)";
     if (const std::string* s = c.scalar()) {
       const std::optional<bool> b = parse_bool(*s);
-      if (!b) c.expected("true, false or a list of parameter-name patterns");
-      out = *b ? OptimConfig{}.no_weight_decay_on : std::vector<std::string>{};
+      if (!b || (*b && !on_true)) c.expected(expected);
+      out = *b ? *on_true : std::vector<std::string>{};
       return;
     }
-    if (!c.node.IsDefined() || !c.node.IsSequence())
-      c.expected("true, false or a list of parameter-name patterns");
+    if (!c.node.IsDefined() || !c.node.IsSequence()) c.expected(expected);
     std::vector<std::string> patterns;
     for (std::size_t i = 0; i < c.node.size(); ++i) {
       const Ctx item = c.item(i, c.node[i]);
@@ -236,9 +240,11 @@ const std::vector<Field>& base_fields() {
     add(TESSERA_CONFIG_KEY(optim.nesterov, Boolean{}, "Use Nesterov momentum (sgd)."));
     add(TESSERA_CONFIG_KEY(optim.betas, Betas{}, "Adam and AdamW decay rates of the moment estimates."));
     add(TESSERA_CONFIG_KEY(optim.eps, kEpsilon, "Adam and AdamW denominator epsilon."));
+    add(TESSERA_CONFIG_KEY(optim.layer_decay, kFactor,
+        "Layer-wise learning-rate decay (ViT): blocks.i learns at lr x decay^(depth - i), the embeddings at lr x decay^(depth + 1), the final norm and head at lr; 1 = off."));
     add(TESSERA_CONFIG_KEY(optim.clip_grad_norm, kGradNorm,
         "Clip the global L2 norm of all gradients to this value (0 = off)."));
-    add(TESSERA_CONFIG_KEY(optim.no_weight_decay_on, Patterns{},
+    add(TESSERA_CONFIG_KEY(optim.no_weight_decay_on, Patterns{OptimConfig{}.no_weight_decay_on},
         "Parameters exempt from weight decay, as glob patterns over parameter names ('*' any run, '?' one character); true = this default, false = none."));
     // schedule
     add(TESSERA_CONFIG_KEY(schedule.name, Choice<ScheduleName>{kScheduleNames},
@@ -265,6 +271,10 @@ const std::vector<Field>& base_fields() {
     add(TESSERA_CONFIG_KEY(train.label_smoothing, kProbability, "Label smoothing of the cross-entropy loss."));
     add(TESSERA_CONFIG_KEY(train.precision, Choice<DType>{kPrecisionNames},
         "Compute precision: f32, or bf16 mixed precision with f32 master weights."));
+    add(TESSERA_CONFIG_KEY(train.init_from, Path{},
+        "Start from these weights (fine-tuning): a checkpoint or a timm state dict (safetensors); a position table of another grid is resampled. A resumed run takes its checkpoint instead."));
+    add(TESSERA_CONFIG_KEY(train.init_exclude, Patterns{},
+        "Parameters train.init_from leaves at their initialisation, as glob patterns, e.g. [\"head.*\"] for another class count."));
     add(TESSERA_CONFIG_KEY(train.collective_timeout, kTimeout,
         "Data-parallel runs: seconds a rank waits for the others in a collective before it names the ranks that do not answer and stops the run."));
     return t;
@@ -643,7 +653,7 @@ std::vector<ConfigDifference> resume_differences(const TrainConfig& saved, const
       "model.preset",        "data.root",          "data.workers",          "data.prefetch",
       "data.test_limit",     "train.epochs",       "train.eval_batch_size", "train.threads",
       "train.device",        "train.output_dir",   "train.eval_interval",   "train.checkpoint_interval",
-      "train.log_interval",  "train.collective_timeout"};
+      "train.log_interval",  "train.collective_timeout", "train.init_from", "train.init_exclude"};
   std::vector<ConfigDifference> diffs = diff_configs(saved, current);
   std::erase_if(diffs, [](const ConfigDifference& d) { return free_keys.contains(d.path); });
   return diffs;

@@ -8,6 +8,8 @@
 #include <cerrno>
 #include <cstring>
 #include <memory>
+#include <map>
+#include <regex>
 #include <span>
 
 #include <chrono>
@@ -22,6 +24,7 @@
 #include "tessera/optim/optim.h"
 #include "tessera/train/data.h"
 #include "tessera/train/memory.h"
+#include "tessera/train/weights.h"
 #include "train/progress.h"
 #include "train/run_lock.h"
 
@@ -44,11 +47,48 @@ std::unique_ptr<nn::UnaryModule> build_model(const TrainConfig& cfg) {
   return model;
 }
 
+namespace {
+
+// Layer-wise learning-rate decay (BEiT; timm's param_groups_layer_decay): the layer of a
+// parameter by its name, the embeddings 0, blocks.i i + 1, the rest (final norm, head) the
+// top, depth + 1; a group splits into one group per layer with lr x decay^(top - layer).
+std::vector<optim::ParamGroup> layer_decay_groups(const std::vector<optim::ParamGroup>& groups, double decay) {
+  const std::regex block(R"(blocks\.(\d+)\..*)");
+  const auto layer = [&](const std::string& name) -> std::optional<std::int64_t> {
+    std::smatch m;
+    if (std::regex_match(name, m, block) && m[1].length() < 6) return std::stoll(m[1]) + 1;
+    if (name.starts_with("patch_embed.") || name == "cls_token" || name == "pos_embed") return 0;
+    return std::nullopt;  // above the blocks
+  };
+  std::int64_t top = 0;
+  for (const optim::ParamGroup& g : groups)
+    for (const std::string& n : g.names) top = std::max(top, layer(n).value_or(0) + 1);
+  TESSERA_CHECK(top > 1, ConfigError,
+                "optim.layer_decay: the model has no parameters named blocks.N.* to decay by layer (the ViT has)");
+  std::vector<optim::ParamGroup> out;
+  for (const optim::ParamGroup& g : groups) {
+    std::map<std::int64_t, optim::ParamGroup> by_layer;
+    for (std::size_t i = 0; i < g.params.size(); ++i) {
+      const std::int64_t l = layer(g.names[i]).value_or(top);
+      optim::ParamGroup& part = by_layer[l];
+      part.params.push_back(g.params[i]);
+      part.names.push_back(g.names[i]);
+      part.weight_decay = g.weight_decay;
+      part.lr_scale = g.lr_scale * std::pow(decay, static_cast<double>(top - l));
+    }
+    for (auto& [l, part] : by_layer) out.push_back(std::move(part));
+  }
+  return out;
+}
+
+}  // namespace
+
 std::unique_ptr<optim::Optimizer> make_optimizer(const TrainConfig& cfg, const nn::Module& model) {
   const OptimConfig& o = cfg.optim;
   std::vector<optim::ParamGroup> groups = optim::weight_decay_groups(model.named_parameters(), o.weight_decay,
                                                                      o.no_weight_decay_on);
   std::erase_if(groups, [](const optim::ParamGroup& g) { return g.params.empty(); });
+  if (o.layer_decay < 1.0) groups = layer_decay_groups(groups, o.layer_decay);
   switch (o.name) {
     case OptimizerName::sgd:
       return std::make_unique<optim::SGD>(groups, optim::SgdOptions{.lr = o.lr, .momentum = o.momentum,
@@ -294,6 +334,7 @@ class Run {
   std::unique_ptr<optim::Optimizer> opt_;
   std::vector<Tensor> params_;
   std::unique_ptr<DeviceReducer> device_reducer_;  // NCCL for a data-parallel run on GPUs
+  std::string init_note_;                          // what train.init_from loaded
   std::int64_t steps_per_epoch_ = 0;
   optim::LrSchedule schedule_;
   CheckpointInfo info_;
@@ -328,6 +369,8 @@ Run::Run(const TrainConfig& cfg, const TrainOptions& opts, Communicator& comm)
                                     e.what()));
     }
   }();
+  // Fine-tuning starts from given weights; a resumed run takes its checkpoint's instead.
+  if (!cfg.train.init_from.empty() && !opts.resume) init_note_ = init_weights_from(*model_, cfg);
   check_run_memory(cfg, *model_, *train_set_, *test_set_, comm.size());
   opt_ = make_optimizer(cfg, *model_);
   params_ = model_->parameters();
@@ -372,6 +415,7 @@ void Run::start_or_resume() {
   progress_.emplace(out, comm_.size() == 1 && opts_.live_progress.value_or(Progress::is_terminal(out)),
                     cfg_.train.log_interval, log_.get());
   if (!resumed.empty()) progress_->line(resumed);
+  if (!init_note_.empty()) progress_->line(init_note_);
   progress_->line(fmt::format("cpu: {}", cpu_summary()));
   if (comm_.size() > 1)
     progress_->line(fmt::format("data parallel: {} ranks ({}), {} of each batch of {} per rank", comm_.size(),

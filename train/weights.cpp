@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 
 #include "tessera/models/vit.h"
+#include "tessera/optim/optimizer.h"
 #include "tessera/train/checkpoint.h"
 #include "tessera/train/trainer.h"
 
@@ -141,6 +142,69 @@ void export_weights(const std::filesystem::path& checkpoint, const std::filesyst
   io::TensorMap out;
   for (const auto& [name, t] : ck.model) out[name] = is_floating(t.dtype()) ? t.to(dtype) : t;
   io::save_safetensors(weights, out);
+}
+
+std::string init_weights_from(nn::Module& model, const TrainConfig& cfg) {
+  const std::filesystem::path& path = cfg.train.init_from;
+  const io::SafetensorsFile file = io::load_safetensors(path);
+  io::TensorMap source;
+  if (file.metadata.contains("format")) {  // a Tessera checkpoint: its model, not its optimizer state
+    for (auto& [name, t] : load_checkpoint(path).model) source[name] = t;
+  } else {
+    source = file.tensors;
+  }
+  const auto excluded = [&](const std::string& name) {
+    return std::any_of(cfg.train.init_exclude.begin(), cfg.train.init_exclude.end(),
+                       [&](const std::string& p) { return optim::glob_match(p, name); });
+  };
+  std::vector<std::string> missing, mismatched, unexpected, resampled;
+  std::size_t loaded = 0;
+  std::set<std::string> known;
+  for (const auto& [name, target] : model.state_dict()) {
+    known.insert(name);
+    if (excluded(name)) continue;
+    const auto it = source.find(name);
+    if (it == source.end()) {
+      missing.push_back(name);
+      continue;
+    }
+    Tensor from = it->second;
+    if (from.shape() != target.shape() && name == "pos_embed" && cfg.model.name() == "vit" && from.dim() == 3 &&
+        from.size(0) == 1 && from.size(2) == target.size(2)) {
+      const auto& v = cfg.model.as<models::ViTConfig>();
+      const std::int64_t prefix = v.class_token ? 1 : 0, cells = from.size(1) - prefix;
+      const auto side = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(std::max<std::int64_t>(cells, 0)))));
+      if (side > 0 && side * side == cells) {
+        const std::int64_t grid_h = v.image_h / v.patch_size, grid_w = v.image_w / v.patch_size;
+        from = models::resample_position_table(from.to(DType::f64), prefix, {side, side}, {grid_h, grid_w});
+        resampled.push_back(fmt::format("pos_embed {}x{} -> {}x{}", side, side, grid_h, grid_w));
+      }
+    }
+    if (from.shape() != target.shape()) {
+      mismatched.push_back(fmt::format("{} is {} in the file, {} in the model", name, shape_str(from.shape()),
+                                       shape_str(target.shape())));
+      continue;
+    }
+    TESSERA_CHECK(is_floating(from.dtype()), ConfigError, "train.init_from: {}: {} holds {} values", path.string(),
+                  name, from.dtype());
+    Tensor(target).copy_(from.to(target.dtype()).to(target.device()));
+    ++loaded;
+  }
+  for (const auto& [name, t] : source)
+    if (!known.contains(name) && !excluded(name)) unexpected.push_back(name);
+  std::vector<std::string> problems;
+  if (!mismatched.empty()) problems.push_back(fmt::format("shapes differ: {}", fmt::join(mismatched, "; ")));
+  if (!missing.empty()) problems.push_back(fmt::format("not in the file: {}", fmt::join(missing, ", ")));
+  if (!unexpected.empty()) problems.push_back(fmt::format("not in the model: {}", fmt::join(unexpected, ", ")));
+  TESSERA_CHECK(problems.empty(), ConfigError,
+                "train.init_from: {}: {}; leave such parameters to their initialisation with train.init_exclude "
+                "(e.g. [\"head.*\"] for another class count)",
+                path.string(), fmt::join(problems, "; "));
+  return fmt::format("initialised from {}: {} tensors{}{}", path.string(), loaded,
+                     resampled.empty() ? "" : fmt::format(", {}", fmt::join(resampled, ", ")),
+                     cfg.train.init_exclude.empty()
+                         ? ""
+                         : fmt::format(", excluded {}", fmt::join(cfg.train.init_exclude, ", ")));
 }
 
 }  // namespace tessera::train

@@ -106,6 +106,7 @@ struct OptimConfig {
   bool nesterov = false;  // sgd only
   std::array<double, 2> betas{0.9, 0.999};  // adam, adamw
   double eps = 1e-8;
+  double layer_decay = 1.0;     // layer-wise lr decay (ViT); 1 = off
   double clip_grad_norm = 1.0;  // max global L2 norm of the gradients; 0 = off
   // Glob patterns ('*' any run, '?' one character) over parameter names whose parameters
   // get no weight decay. YAML `true` means this default; `false` means none.
@@ -140,6 +141,8 @@ struct RunConfig {
   double label_smoothing = 0.0;
   DType precision = DType::f32;  // f32 or bf16
   double collective_timeout = 300;  // seconds; data-parallel runs (train/distributed.h)
+  std::filesystem::path init_from;        // fine-tuning: initial weights (train/weights.h)
+  std::vector<std::string> init_exclude;  // parameters init_from leaves alone
 
   friend bool operator==(const RunConfig&, const RunConfig&) = default;
 };

@@ -35,4 +35,12 @@ TrainConfig import_timm_vit(const std::filesystem::path& weights, const std::fil
 void export_weights(const std::filesystem::path& checkpoint, const std::filesystem::path& weights,
                     DType dtype = DType::f32);
 
+// Fine-tuning's start (train.init_from, train.init_exclude): copies into `model` every
+// parameter and buffer of the file (a checkpoint's model, or a plain state dict) that
+// init_exclude does not name; a ViT position table of another patch grid is resampled
+// (resample_position_table, antialiased as timm). ConfigError listing what is missing from
+// the file, what the model lacks and what differs in shape, with the way out (init_exclude).
+// Returns a line saying what was loaded, for the run's log.
+std::string init_weights_from(nn::Module& model, const TrainConfig& cfg);
+
 }  // namespace tessera::train
