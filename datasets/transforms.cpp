@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <tuple>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
@@ -168,9 +169,71 @@ class RandomHorizontalFlip final : public Transform {
   double p_;
 };
 
+// The middle height x width window, zero-padded where the image is smaller: torchvision's
+// CenterCrop. No randomness.
+class CenterCrop final : public Transform {
+ public:
+  CenterCrop(std::int64_t height, std::int64_t width) : h_(height), w_(width) {
+    TESSERA_CHECK(h_ > 0 && w_ > 0, ConfigError, "center_crop: size {}x{} must be positive", h_, w_);
+  }
+  std::string describe() const override { return fmt::format("center_crop({}x{})", h_, w_); }
+  ImageShape output_shape(const ImageShape& in) const override { return {in.channels, h_, w_}; }
+  void apply(std::span<const float> in, const ImageShape& s, std::span<float> out, SampleRng&) const override {
+    // As torchvision: a smaller image is padded by (to - from) // 2 before; a larger one is
+    // cut from round((from - to) / 2), halves to even.
+    const auto offset = [](std::int64_t from, std::int64_t to) {
+      return to > from ? -((to - from) / 2) : static_cast<std::int64_t>(std::nearbyint((from - to) / 2.0));
+    };
+    window(in, s, out, h_, w_, offset(s.height, h_), offset(s.width, w_));
+  }
+
+ private:
+  std::int64_t h_, w_;
+};
+
+// Bilinear resize to height x width with align_corners=False (PyTorch's interpolate, no
+// antialiasing). No randomness.
+class Resize final : public Transform {
+ public:
+  Resize(std::int64_t height, std::int64_t width) : h_(height), w_(width) {
+    TESSERA_CHECK(h_ > 0 && w_ > 0, ConfigError, "resize: size {}x{} must be positive", h_, w_);
+  }
+  std::string describe() const override { return fmt::format("resize({}x{})", h_, w_); }
+  ImageShape output_shape(const ImageShape& in) const override { return {in.channels, h_, w_}; }
+  void apply(std::span<const float> in, const ImageShape& s, std::span<float> out, SampleRng&) const override {
+    // Source position of an output pixel, clamped at the near edge as PyTorch does.
+    const auto taps = [](std::int64_t from, std::int64_t to, std::int64_t i) {
+      const double scale = static_cast<double>(from) / static_cast<double>(to);
+      const double src = std::max(0.0, (static_cast<double>(i) + 0.5) * scale - 0.5);
+      const auto i0 = std::min(static_cast<std::int64_t>(src), from - 1);
+      return std::tuple{i0, std::min(i0 + 1, from - 1), src - static_cast<double>(i0)};
+    };
+    for (std::int64_t y = 0; y < h_; ++y) {
+      const auto [y0, y1, fy] = taps(s.height, h_, y);
+      for (std::int64_t x = 0; x < w_; ++x) {
+        const auto [x0, x1, fx] = taps(s.width, w_, x);
+        for (std::int64_t c = 0; c < s.channels; ++c) {
+          const float* p = in.data() + c * s.height * s.width;
+          const double top = (1 - fx) * p[y0 * s.width + x0] + fx * p[y0 * s.width + x1];
+          const double bottom = (1 - fx) * p[y1 * s.width + x0] + fx * p[y1 * s.width + x1];
+          out[static_cast<std::size_t>((c * h_ + y) * w_ + x)] = static_cast<float>((1 - fy) * top + fy * bottom);
+        }
+      }
+    }
+  }
+
+ private:
+  std::int64_t h_, w_;
+};
+
 }  // namespace
 
 namespace transforms {
+
+TransformPtr center_crop(std::int64_t height, std::int64_t width) {
+  return std::make_shared<CenterCrop>(height, width);
+}
+TransformPtr resize(std::int64_t height, std::int64_t width) { return std::make_shared<Resize>(height, width); }
 
 TransformPtr normalize(std::vector<double> mean, std::vector<double> std) {
   return std::make_shared<Normalize>(std::move(mean), std::move(std));

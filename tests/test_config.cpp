@@ -71,6 +71,7 @@ model:
 data:
   dataset: cifar10
   root: /tmp/cifar
+  fit: resize
   normalize: {mean: [0.49, 0.48], std: [0.25, 0.24]}
   augment:
     random_crop_padding: 4
@@ -161,6 +162,7 @@ BOOST_AUTO_TEST_CASE(every_key_is_read) {
   BOOST_TEST(vit(c).drop_path == 0.3);
   BOOST_TEST((c.data.dataset == "cifar10"));
   BOOST_TEST(c.data.root == "/tmp/cifar");
+  BOOST_TEST((c.data.fit == Fit::resize));
   BOOST_TEST((c.data.normalize.mode == Normalize::Mode::custom));
   BOOST_TEST((c.data.normalize.mean == std::vector<double>{0.49, 0.48}));
   BOOST_TEST((c.data.normalize.stddev == std::vector<double>{0.25, 0.24}));

@@ -1292,4 +1292,60 @@ BOOST_AUTO_TEST_CASE(bad_options_are_config_errors) {
   check_error<ConfigError>([&] { DataLoader(ds, {.transforms = {nullptr}}); }, {"null"});
 }
 
+BOOST_AUTO_TEST_CASE(images_are_fitted_to_the_model_by_centre_crop_or_resize) {
+  // A 2x2 image [[0, 1], [2, 3]] (one channel).
+  const std::vector<float> img{0, 1, 2, 3};
+  SampleRng rng(0, RngDomain::augment, 0, 0, 0);
+  const auto run = [&](const TransformPtr& t, std::int64_t h, std::int64_t w) {
+    std::vector<float> out(static_cast<std::size_t>(h * w));
+    BOOST_TEST((t->output_shape({1, 2, 2}) == ImageShape{1, h, w}));
+    t->apply(img, {1, 2, 2}, out, rng);
+    return out;
+  };
+  // Padded around, as torchvision's CenterCrop: 2x2 in the middle of 4x4, and of 5x3
+  // (torchvision pads (5 - 2) // 2 = 1 row above, 2 below).
+  BOOST_TEST(run(transforms::center_crop(4, 4), 4, 4) ==
+                 (std::vector<float>{0, 0, 0, 0, 0, 0, 1, 0, 0, 2, 3, 0, 0, 0, 0, 0}),
+             boost::test_tools::per_element());
+  BOOST_TEST(run(transforms::center_crop(5, 3), 5, 3) ==
+                 (std::vector<float>{0, 0, 0, 0, 1, 0, 2, 3, 0, 0, 0, 0, 0, 0, 0}),
+             boost::test_tools::per_element());
+  // Cut from round((2 - 1) / 2) = 0 (Python rounds halves to even), so the top-left pixel.
+  BOOST_TEST(run(transforms::center_crop(1, 1), 1, 1) == (std::vector<float>{0}), boost::test_tools::per_element());
+  // Bilinear, align_corners=False: PyTorch's F.interpolate(size=4, mode="bilinear") of the image.
+  BOOST_TEST(run(transforms::resize(4, 4), 4, 4) ==
+                 (std::vector<float>{0, 0.25, 0.75, 1, 0.5, 0.75, 1.25, 1.5, 1.5, 1.75, 2.25, 2.5, 2, 2.25, 2.75, 3}),
+             boost::test_tools::per_element());
+  BOOST_CHECK_THROW(transforms::resize(0, 4), ConfigError);
+}
+
+BOOST_AUTO_TEST_CASE(data_fit_lets_a_dataset_of_another_size_train_a_model) {
+  // 6x6 IDX images for a model of 8x8: refused, naming data.fit; fitted with it.
+  test::TempDir dir("fit");
+  for (const char* split : {"train", "t10k"}) {
+    write_file(dir / fmt::format("{}-images-idx3-ubyte", split), idx_images(2, 6, 6, Bytes(72, 200)));
+    write_file(dir / fmt::format("{}-labels-idx1-ubyte", split), idx_labels({1, 2}));
+  }
+  train::TrainConfig cfg = train::load_config_string(fmt::format(
+      "model: {{image_size: 8, patch_size: 4}}\ndata: {{dataset: mnist, root: \"{}\", normalize: none}}\n",
+      dir.path().string()));
+  try {
+    train::open_dataset(cfg, Split::train);
+    BOOST_ERROR("6x6 images accepted by an 8x8 model");
+  } catch (const ConfigError& e) {
+    BOOST_TEST(std::string(e.what()).find("data.fit") != std::string::npos, e.what());
+  }
+  for (const train::Fit fit : {train::Fit::center, train::Fit::resize}) {
+    cfg.data.fit = fit;
+    const DatasetPtr data = train::open_dataset(cfg, Split::train);
+    const DataLoader loader = train::make_loader(cfg, data, {}, false);
+    const Batch b = loader.batch(0, 0);
+    BOOST_TEST((b.images.shape() == Shape{2, 1, 8, 8}));
+    const std::vector<float> px = b.images.to_vector<float>();
+    const float corner = px[0], middle = px[4 * 8 + 4];
+    BOOST_TEST(middle == 200.0f / 255.0f);
+    BOOST_TEST(corner == (fit == train::Fit::center ? 0.0f : 200.0f / 255.0f));  // padding, or stretched
+  }
+}
+
 BOOST_AUTO_TEST_SUITE_END()

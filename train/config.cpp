@@ -32,6 +32,8 @@ using namespace yaml_codec;
 
 constexpr std::pair<std::string_view, OptimizerName> kOptimizerNames[] = {
     {"sgd", OptimizerName::sgd}, {"adam", OptimizerName::adam}, {"adamw", OptimizerName::adamw}};
+constexpr std::pair<std::string_view, Fit> kFitNames[] = {
+    {"none", Fit::none}, {"center", Fit::center}, {"resize", Fit::resize}};
 constexpr std::pair<std::string_view, ScheduleName> kScheduleNames[] = {
     {"constant", ScheduleName::constant},
     {"step", ScheduleName::step},
@@ -217,6 +219,8 @@ const std::vector<Field>& base_fields() {
     add(TESSERA_CONFIG_KEY(data.dataset, RegisteredName{datasets::dataset_names},
         "The dataset; synthetic is generated in memory and needs no files (see data.synthetic)."));
     add(TESSERA_CONFIG_KEY(data.root, Path{}, "Dataset directory; empty means data/ and the dataset name (data/mnist, data/cifar10, ...)."));
+    add(TESSERA_CONFIG_KEY(data.fit, Choice<Fit>{kFitNames},
+        "Images of another height or width than the model's: none (refused), center (the middle cut out, or zero-padded around: torchvision's CenterCrop) or resize (bilinear)."));
     add(TESSERA_CONFIG_KEY(data.normalize, NormalizeCodec{},
         "Per-channel normalization: auto (the dataset's standard mean and std), none, or explicit values."));
     add(TESSERA_CONFIG_KEY(data.augment.random_crop_padding, I64{0, models::kMaxImageSide},

@@ -17,9 +17,14 @@ datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split,
     opts.seed = cfg.train.seed;
   }
   datasets::DatasetPtr d = datasets::make_dataset(spec.name, dataset_root(cfg.data), split, opts);
-  TESSERA_CHECK(d->image_shape() == want, ConfigError,
-                "data.dataset: {} images are {} but the model takes {} (model.channels, model.image_size)",
-                d->name(), d->image_shape().str(), want.str());
+  const datasets::ImageShape have = d->image_shape();
+  TESSERA_CHECK(have.channels == want.channels, ConfigError,
+                "data.dataset: {} images are {} but the model takes {} (model.channels)", d->name(), have.str(),
+                want.str());
+  TESSERA_CHECK(have == want || cfg.data.fit != Fit::none, ConfigError,
+                "data.dataset: {} images are {} but the model takes {} (model.image_size; or data.fit: center or "
+                "resize fits the images to the model)",
+                d->name(), have.str(), want.str());
   TESSERA_CHECK(d->num_classes() <= m.num_classes, ConfigError,
                 "model.num_classes: {} has {} classes but the model predicts {}", d->name(), d->num_classes(),
                 m.num_classes);
@@ -52,6 +57,9 @@ datasets::ChannelStats normalization(const TrainConfig& cfg, const datasets::Dat
 datasets::DataLoader make_loader(const TrainConfig& cfg, datasets::DatasetPtr dataset,
                                  const datasets::ChannelStats& stats, bool training, int rank, int ranks) {
   std::vector<datasets::TransformPtr> pipeline;
+  const ModelInput m = cfg.model.input();
+  if (cfg.data.fit == Fit::center) pipeline.push_back(datasets::transforms::center_crop(m.height, m.width));
+  if (cfg.data.fit == Fit::resize) pipeline.push_back(datasets::transforms::resize(m.height, m.width));
   if (training) {
     const Augment& a = cfg.data.augment;
     if (a.random_crop_padding > 0) pipeline.push_back(datasets::transforms::random_crop({.padding = a.random_crop_padding}));

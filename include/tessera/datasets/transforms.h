@@ -78,6 +78,13 @@ TransformPtr random_horizontal_flip(double p = 0.5);
 // Translates by dy, dx drawn uniformly from [-max_shift, max_shift], filling with zeros.
 TransformPtr random_shift(std::int64_t max_shift);
 
+// The middle height x width window, zero-padded where the image is smaller (torchvision's
+// CenterCrop): fits 28x28 images to a 32x32 model.
+TransformPtr center_crop(std::int64_t height, std::int64_t width);
+
+// Bilinear resize to height x width, align_corners=False (PyTorch's interpolate).
+TransformPtr resize(std::int64_t height, std::int64_t width);
+
 }  // namespace transforms
 
 // The shape after a pipeline, checking each step accepts its input.

@@ -79,9 +79,13 @@ struct SyntheticData {
   friend bool operator==(const SyntheticData&, const SyntheticData&) = default;
 };
 
+// How images of another size than the model's are fitted to it.
+enum class Fit { none, center, resize };
+
 struct DataConfig {
   std::string dataset = "mnist";  // a name registered with datasets::register_dataset
   std::filesystem::path root;  // empty: data/<dataset> (see dataset_root)
+  Fit fit = Fit::none;
   Normalize normalize;
   Augment augment;
   std::int64_t train_limit = 0;  // use only the first N samples; 0 = all
