@@ -169,15 +169,25 @@ class RandomHorizontalFlip final : public Transform {
   double p_;
 };
 
+// A transform to a fixed height x width, named for its messages.
+class ToSize : public Transform {
+ public:
+  ToSize(const char* name, std::int64_t height, std::int64_t width) : name_(name), h_(height), w_(width) {
+    TESSERA_CHECK(h_ > 0 && w_ > 0, ConfigError, "{}: size {}x{} must be positive", name_, h_, w_);
+  }
+  std::string describe() const override { return fmt::format("{}({}x{})", name_, h_, w_); }
+  ImageShape output_shape(const ImageShape& in) const override { return {in.channels, h_, w_}; }
+
+ protected:
+  const char* name_;
+  std::int64_t h_, w_;
+};
+
 // The middle height x width window, zero-padded where the image is smaller: torchvision's
 // CenterCrop. No randomness.
-class CenterCrop final : public Transform {
+class CenterCrop final : public ToSize {
  public:
-  CenterCrop(std::int64_t height, std::int64_t width) : h_(height), w_(width) {
-    TESSERA_CHECK(h_ > 0 && w_ > 0, ConfigError, "center_crop: size {}x{} must be positive", h_, w_);
-  }
-  std::string describe() const override { return fmt::format("center_crop({}x{})", h_, w_); }
-  ImageShape output_shape(const ImageShape& in) const override { return {in.channels, h_, w_}; }
+  CenterCrop(std::int64_t height, std::int64_t width) : ToSize("center_crop", height, width) {}
   void apply(std::span<const float> in, const ImageShape& s, std::span<float> out, SampleRng&) const override {
     // As torchvision: a smaller image is padded by (to - from) // 2 before; a larger one is
     // cut from round((from - to) / 2), halves to even.
@@ -186,20 +196,13 @@ class CenterCrop final : public Transform {
     };
     window(in, s, out, h_, w_, offset(s.height, h_), offset(s.width, w_));
   }
-
- private:
-  std::int64_t h_, w_;
 };
 
 // Bilinear resize to height x width with align_corners=False (PyTorch's interpolate, no
 // antialiasing). No randomness.
-class Resize final : public Transform {
+class Resize final : public ToSize {
  public:
-  Resize(std::int64_t height, std::int64_t width) : h_(height), w_(width) {
-    TESSERA_CHECK(h_ > 0 && w_ > 0, ConfigError, "resize: size {}x{} must be positive", h_, w_);
-  }
-  std::string describe() const override { return fmt::format("resize({}x{})", h_, w_); }
-  ImageShape output_shape(const ImageShape& in) const override { return {in.channels, h_, w_}; }
+  Resize(std::int64_t height, std::int64_t width) : ToSize("resize", height, width) {}
   void apply(std::span<const float> in, const ImageShape& s, std::span<float> out, SampleRng&) const override {
     // Source position of an output pixel, clamped at the near edge as PyTorch does.
     const auto taps = [](std::int64_t from, std::int64_t to, std::int64_t i) {
@@ -221,9 +224,6 @@ class Resize final : public Transform {
       }
     }
   }
-
- private:
-  std::int64_t h_, w_;
 };
 
 }  // namespace

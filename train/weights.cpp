@@ -24,6 +24,14 @@ const std::vector<std::string>& block_tensor_names() {
   return names;
 }
 
+// A list for a message, cut after `most` items: a file of another model mismatches in every
+// tensor, and the first few say enough.
+std::string listed(const std::vector<std::string>& items, const char* separator, std::size_t most = 6) {
+  if (items.size() <= most) return fmt::format("{}", fmt::join(items, separator));
+  return fmt::format("{}{}... and {} more", fmt::join(items.begin(), items.begin() + static_cast<std::ptrdiff_t>(most), separator),
+                     separator, items.size() - most);
+}
+
 const Shape* shape_of(const io::TensorMap& w, const std::string& name) {
   const auto it = w.find(name);
   return it == w.end() ? nullptr : &it->second.shape();
@@ -193,9 +201,9 @@ std::string init_weights_from(nn::Module& model, const TrainConfig& cfg) {
   for (const auto& [name, t] : source)
     if (!known.contains(name) && !excluded(name)) unexpected.push_back(name);
   std::vector<std::string> problems;
-  if (!mismatched.empty()) problems.push_back(fmt::format("shapes differ: {}", fmt::join(mismatched, "; ")));
-  if (!missing.empty()) problems.push_back(fmt::format("not in the file: {}", fmt::join(missing, ", ")));
-  if (!unexpected.empty()) problems.push_back(fmt::format("not in the model: {}", fmt::join(unexpected, ", ")));
+  if (!mismatched.empty()) problems.push_back(fmt::format("shapes differ: {}", listed(mismatched, "; ")));
+  if (!missing.empty()) problems.push_back(fmt::format("not in the file: {}", listed(missing, ", ")));
+  if (!unexpected.empty()) problems.push_back(fmt::format("not in the model: {}", listed(unexpected, ", ")));
   TESSERA_CHECK(problems.empty(), ConfigError,
                 "train.init_from: {}: {}; leave such parameters to their initialisation with train.init_exclude "
                 "(e.g. [\"head.*\"] for another class count)",
