@@ -17,6 +17,7 @@
 #include "tessera/train/data.h"
 #include "tessera/train/memory.h"
 #include "tessera/train/trainer.h"
+#include "tessera/train/weights.h"
 
 using namespace tessera;
 namespace tt = tessera::train;
@@ -453,11 +454,24 @@ BOOST_AUTO_TEST_CASE(every_config_loads_and_builds_its_model) {
     }
   }
   std::sort(seen.begin(), seen.end());
-  BOOST_TEST((seen == std::vector<std::string>{"fashion_mnist_vit.yaml", "mnist_resnet.yaml", "mnist_sagan_cnn.yaml",
-                                               "mnist_vit.yaml", "seed_mnist.yaml", "vit_tiny_cifar10.yaml"}));
+  BOOST_TEST((seen == std::vector<std::string>{"fashion_mnist_finetune.yaml", "fashion_mnist_vit.yaml",
+                                               "mnist_resnet.yaml", "mnist_sagan_cnn.yaml", "mnist_vit.yaml",
+                                               "seed_mnist.yaml", "vit_tiny_cifar10.yaml"}));
   // The default is small: at most 0.5 M parameters.
   BOOST_TEST(tt::build_model(tt::load_config(fs::path(TESSERA_SOURCE_DIR) / "configs/mnist_vit.yaml"))->num_parameters() <=
              500000);
+}
+
+BOOST_AUTO_TEST_CASE(the_fine_tuning_config_starts_from_the_default_models_weights) {
+  // configs/fashion_mnist_finetune.yaml takes what configs/mnist_vit.yaml trains.
+  test::TempDir dir("finetune_config");
+  const auto mnist = tt::build_model(tt::load_config(fs::path(TESSERA_SOURCE_DIR) / "configs/mnist_vit.yaml"));
+  tt::save_checkpoint(dir / "best.safetensors", *mnist, {}, {});
+  tt::TrainConfig fine = tt::load_config(fs::path(TESSERA_SOURCE_DIR) / "configs/fashion_mnist_finetune.yaml");
+  BOOST_TEST(fine.train.init_from == "runs/mnist_vit/best.safetensors");
+  fine.train.init_from = dir / "best.safetensors";
+  const std::string note = tt::init_weights_from(*tt::build_model(fine), fine);
+  BOOST_TEST(note.find("pos_embed 7x7 -> 8x8") != std::string::npos, note);
 }
 
 BOOST_AUTO_TEST_SUITE_END()
