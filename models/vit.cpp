@@ -127,6 +127,66 @@ Tensor ViT::features(const Tensor& images) {
 
 Tensor ViT::forward(const Tensor& images) { return head(features(images)); }
 
+std::vector<Tensor> ViT::attention_maps(const Tensor& images) {
+  check_images("ViT", images, {config.channels, config.image_h, config.image_w, config.num_classes});
+  const std::int64_t B = images.size(0);
+  const Tensor patches = patch_embed(images);
+  Tensor x = config.class_token ? concat({expand(cls_token, {B, 1, config.dim}), patches}, 1) : patches;
+  x = pos_drop(x + pos_embed);
+  std::vector<Tensor> maps(static_cast<std::size_t>(config.depth));
+  for (std::int64_t i = 0; i < config.depth; ++i)
+    x = static_cast<nn::EncoderBlock&>(blocks[static_cast<std::size_t>(i)]).forward(x, {}, &maps[static_cast<std::size_t>(i)]);
+  return maps;
+}
+
+Tensor attention_rollout(const std::vector<Tensor>& maps, std::int64_t prefix) {
+  TESSERA_CHECK(!maps.empty() && prefix >= 0, Error, "attention_rollout: no attention maps");
+  const Shape& s = maps.front().shape();
+  TESSERA_CHECK(s.size() == 4 && s[2] == s[3] && s[2] > prefix, ShapeError,
+                "attention_rollout: maps must be (B, H, T, T) with T > {}, got {}", prefix, shape_str(s));
+  const std::int64_t B = s[0], H = s[1], T = s[2], N = T - prefix;
+  std::vector<double> rollout;  // (B, T, T), from the input tokens to the last block's
+  for (const Tensor& map : maps) {
+    TESSERA_CHECK(map.shape() == s, ShapeError, "attention_rollout: maps of {} and {}", shape_str(s),
+                  shape_str(map.shape()));
+    const std::vector<double> a = map.to_vector<double>();
+    std::vector<double> mixed(static_cast<std::size_t>(B * T * T));
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t i = 0; i < T; ++i)
+        for (std::int64_t j = 0; j < T; ++j) {
+          double mean = 0;
+          for (std::int64_t h = 0; h < H; ++h) mean += a[static_cast<std::size_t>(((b * H + h) * T + i) * T + j)];
+          mixed[static_cast<std::size_t>((b * T + i) * T + j)] = 0.5 * mean / static_cast<double>(H) + (i == j ? 0.5 : 0.0);
+        }
+    if (rollout.empty()) {
+      rollout = std::move(mixed);
+      continue;
+    }
+    std::vector<double> next(mixed.size(), 0.0);  // mixed @ rollout, per image
+    for (std::int64_t b = 0; b < B; ++b)
+      for (std::int64_t i = 0; i < T; ++i)
+        for (std::int64_t k = 0; k < T; ++k) {
+          const double m = mixed[static_cast<std::size_t>((b * T + i) * T + k)];
+          for (std::int64_t j = 0; j < T; ++j)
+            next[static_cast<std::size_t>((b * T + i) * T + j)] += m * rollout[static_cast<std::size_t>((b * T + k) * T + j)];
+        }
+    rollout = std::move(next);
+  }
+  std::vector<double> out(static_cast<std::size_t>(B * N), 0.0);
+  for (std::int64_t b = 0; b < B; ++b)
+    for (std::int64_t j = 0; j < N; ++j) {
+      double v = 0;
+      if (prefix > 0) {
+        v = rollout[static_cast<std::size_t>((b * T) * T + prefix + j)];  // the class token's row
+      } else {
+        for (std::int64_t i = 0; i < T; ++i) v += rollout[static_cast<std::size_t>((b * T + i) * T + j)];
+        v /= static_cast<double>(T);
+      }
+      out[static_cast<std::size_t>(b * N + j)] = v;
+    }
+  return from_vector(out, {B, N}, {.dtype = DType::f64});
+}
+
 // ---------------------------------------------------------------- position tables
 
 namespace {

@@ -24,12 +24,18 @@ EncoderBlock::EncoderBlock(std::int64_t dim, std::int64_t heads, std::int64_t ml
       mlp(register_module("mlp", Mlp(dim, mlp_dim, dim, {.dropout = o.dropout}))),
       drop_path2(register_module("drop_path2", DropPath(o.drop_path))) {}
 
-Tensor EncoderBlock::forward(const Tensor& x, const AttentionMask& mask) {
+Tensor EncoderBlock::forward(const Tensor& x, const AttentionMask& mask, Tensor* attention) {
+  const auto attend = [&](const Tensor& in) {
+    if (!attention) return attn.forward(in, mask);
+    auto [out, weights] = attn.forward_with_weights(in, mask);
+    *attention = weights;
+    return out;
+  };
   if (placement == NormPlacement::pre) {
-    const Tensor h = x + drop_path1(attn.forward(norm1(x), mask));
+    const Tensor h = x + drop_path1(attend(norm1(x)));
     return h + drop_path2(mlp(norm2(h)));
   }
-  const Tensor h = norm1(x + drop_path1(attn.forward(x, mask)));
+  const Tensor h = norm1(x + drop_path1(attend(x)));
   return norm2(h + drop_path2(mlp(h)));
 }
 

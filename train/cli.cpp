@@ -18,6 +18,7 @@
 #include "tessera/datasets/image_folder.h"
 #include "tessera/models/vit.h"
 #include "tessera/ops/cpu_info.h"
+#include "tessera/train/attention_view.h"
 #include "tessera/train/data.h"
 #include "tessera/train/distributed.h"
 #include "tessera/train/memory.h"
@@ -303,6 +304,14 @@ int run_import(const cli::Args& a) {
   return 0;
 }
 
+int run_attention(const cli::Args& a) {
+  const std::vector<fs::path> images(a.images.begin(), a.images.end());
+  for (const fs::path& f : tt::write_attention_views(tt::load_checkpoint(a.checkpoint), images, a.output,
+                                                     {.per_head = a.per_head}))
+    fmt::print("{}\n", f.string());
+  return 0;
+}
+
 int run_export(const cli::Args& a) {
   const ts::DType dtype = a.dtype == "bf16" ? ts::DType::bf16 : a.dtype == "f64" ? ts::DType::f64 : ts::DType::f32;
   tt::export_weights(a.checkpoint, a.output, dtype);
@@ -387,6 +396,14 @@ const Command kCommands[] = {
        c.add_option("--dtype", a.dtype, "f32, bf16 or f64")->check(CLI::IsMember({"f32", "bf16", "f64"}));
      },
      run_export},
+    {"attention", "pictures of where a ViT attends: attention rollout over each image",
+     [](CLI::App& c, cli::Args& a) {
+       c.add_option("--checkpoint", a.checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
+       c.add_option("IMAGE", a.images, "PNG/JPEG/BMP files")->required()->check(CLI::ExistingFile);
+       c.add_option("-o,--output", a.output, "directory for the PNG pictures")->required();
+       c.add_flag("--per-head", a.per_head, "also the last block's class-token attention, one picture per head");
+     },
+     run_attention},
 };
 
 // A user's argument quoted for a message, cut to a sane length.

@@ -22,6 +22,7 @@
 #include "tessera/ops/kernels.h"
 #include "tessera/ops/ops.h"
 #include "tessera/optim/optim.h"
+#include "tessera/train/attention_view.h"
 #include "tessera/train/checkpoint.h"
 #include "tessera/train/cli.h"
 #include "tessera/train/config.h"

@@ -61,6 +61,9 @@ class ViT : public nn::UnaryModule {
   Tensor forward(const Tensor& images) override;
   // images -> pooled features (B, D), before the head
   Tensor features(const Tensor& images);
+  // The attention weights of every block, first to last: (B, H, T, T) each, T the tokens
+  // (the class token first, when there is one). Call in eval mode, without recording.
+  std::vector<Tensor> attention_maps(const Tensor& images);
 
   ViTConfig config;
   nn::PatchEmbedding& patch_embed;
@@ -83,6 +86,13 @@ class ViT : public nn::UnaryModule {
 // scale when shrinking; without, the plain a = -0.75 kernel.
 Tensor resample_position_table(const Tensor& table, std::int64_t prefix, std::array<std::int64_t, 2> from,
                                std::array<std::int64_t, 2> to, bool antialias = true);
+
+// Attention rollout (Abnar & Zuidema, 2020): how much each patch flows into the prediction.
+// Each block's weights, averaged over heads, mixed half and half with the identity (the
+// residual path), multiplied from the first block to the last; then the class token's row
+// over the patches (prefix 1), or without a class token the mean of the patch rows.
+// maps: (B, H, prefix + N, prefix + N) per block -> (B, N), each row summing to at most 1.
+Tensor attention_rollout(const std::vector<Tensor>& maps, std::int64_t prefix);
 
 // The ViT's entry in the model registry (model.name: vit): its config section, presets and builder.
 ModelSpec vit_model_spec();

@@ -45,7 +45,8 @@ class EncoderBlock : public UnaryModule {
   EncoderBlock(std::int64_t dim, std::int64_t heads, std::int64_t mlp_dim, EncoderBlockOptions opts = {});
   std::string type_name() const override { return "EncoderBlock"; }
   Tensor forward(const Tensor& x) override { return forward(x, {}); }
-  Tensor forward(const Tensor& x, const AttentionMask& mask);
+  // `attention`, when given, receives the attention weights (B, H, N, N) of this block.
+  Tensor forward(const Tensor& x, const AttentionMask& mask, Tensor* attention = nullptr);
 
   NormPlacement placement;
   LayerNorm& norm1;

@@ -1,5 +1,5 @@
 // The `tessera` command line as a library entry point: train, eval, predict, summary,
-// gradcheck, bench, import and export from one table of commands. Exit status: 0 success, 2 usage and
+// gradcheck, bench, import, export and attention from one table of commands. Exit status: 0 success, 2 usage and
 // config errors, 1 other failures, 128 + N when signal N stopped a run (130 for Ctrl-C).
 #pragma once
 
@@ -19,6 +19,7 @@ struct Args {
   std::string weights, output;  // import and export
   int heads = 0;                // import: 0 = dim / 64
   std::string dtype = "f32";    // export
+  bool per_head = false;        // attention
   bench::BenchOptions bench;
 };
 
