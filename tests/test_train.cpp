@@ -95,11 +95,41 @@ BOOST_AUTO_TEST_CASE(tiny_run_learns_and_its_checkpoint_evaluates_the_same) {
   BOOST_TEST(ev.accuracy == m[2]["test_accuracy"].get<double>());
   BOOST_TEST(ev.loss == m[2]["test_loss"].get<double>(), boost::test_tools::tolerance(1e-12));
 
-  // The CLI's eval reads the same checkpoint back with the same accuracy.
+  // The confusion matrix counts every image once, its diagonal the right ones.
+  BOOST_TEST_REQUIRE(ev.classes == 4);
+  std::int64_t total = 0, diagonal = 0;
+  for (std::int64_t k = 0; k < 4; ++k)
+    for (std::int64_t j = 0; j < 4; ++j) {
+      total += ev.confusion[static_cast<std::size_t>(k * 4 + j)];
+      if (k == j) diagonal += ev.confusion[static_cast<std::size_t>(k * 4 + j)];
+    }
+  BOOST_TEST(total == ev.samples);
+  BOOST_TEST(static_cast<double>(diagonal) / static_cast<double>(total) == ev.accuracy);
+
+  // The CLI's eval reads the same checkpoint back with the same accuracy, per class too, and
+  // writes the matrix.
   const CommandResult e = run_cli({"eval", (dir / tt::kConfigFile).string(), "--checkpoint",
-                                   (dir / tt::kLastCheckpoint).string()}, dir.path());
+                                   (dir / tt::kLastCheckpoint).string(), "-o", (dir / "eval").string()},
+                                  dir.path());
   BOOST_TEST(e.status == 0, e.err);
   BOOST_TEST(e.out.find(fmt::format("accuracy {:.2f}%", 100 * ev.accuracy)) != std::string::npos, e.out);
+  std::ifstream in(dir / "eval" / "confusion.json");
+  const json c = json::parse(in);
+  BOOST_TEST(c["images"].get<std::int64_t>() == ev.samples);
+  BOOST_TEST(c["accuracy"].get<double>() == ev.accuracy);
+  BOOST_TEST_REQUIRE(c["per_class"].size() == 4u);
+  for (std::size_t k = 0; k < 4; ++k) {
+    const std::vector<std::int64_t> row = c["confusion"][k].get<std::vector<std::int64_t>>();
+    BOOST_TEST(row == std::vector<std::int64_t>(ev.confusion.begin() + static_cast<std::ptrdiff_t>(k * 4),
+                                                ev.confusion.begin() + static_cast<std::ptrdiff_t>(k * 4 + 4)),
+               boost::test_tools::per_element());
+    const std::int64_t images = c["per_class"][k]["images"].get<std::int64_t>();
+    if (images > 0) {
+      BOOST_TEST(c["per_class"][k]["accuracy"].get<double>() == static_cast<double>(row[k]) / images);
+      BOOST_TEST(e.out.find(fmt::format("{:>6} images, accuracy {:.2f}%", images, 100.0 * row[k] / images)) !=
+                 std::string::npos, e.out);
+    }
+  }
 }
 
 BOOST_AUTO_TEST_CASE(resume_after_an_epoch_or_mid_epoch_is_exact) {

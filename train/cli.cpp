@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
 
 #include "tessera/autograd/gradcheck.h"
 #include "tessera/ops/ops.h"
@@ -187,6 +188,35 @@ int run_eval(const cli::Args& a) {
       tt::make_loader(cfg, test, {ck.info.normalize_mean, ck.info.normalize_std}, false);
   const tt::EvalResult r = tt::evaluate(*model, loader, cfg.train.device);
   fmt::print("{}: {} test images, loss {:.4f}, accuracy {:.2f}%\n", checkpoint, r.samples, r.loss, 100 * r.accuracy);
+  // Per class: its images, and the share of them predicted right.
+  const std::vector<std::string>& names = test->class_names();
+  nlohmann::json classes = nlohmann::json::array();
+  for (std::int64_t k = 0; k < r.classes; ++k) {
+    std::int64_t total = 0;
+    for (std::int64_t j = 0; j < r.classes; ++j) total += r.confusion[static_cast<std::size_t>(k * r.classes + j)];
+    const std::int64_t right = r.confusion[static_cast<std::size_t>(k * r.classes + k)];
+    const std::string name = k < static_cast<std::int64_t>(names.size()) ? names[static_cast<std::size_t>(k)]
+                                                                         : std::to_string(k);
+    if (total > 0)
+      fmt::print("  {:<14} {:>6} images, accuracy {:.2f}%\n", name, total, 100.0 * static_cast<double>(right) / total);
+    classes.push_back({{"class", name}, {"images", total},
+                       {"accuracy", total ? static_cast<double>(right) / static_cast<double>(total) : 0.0}});
+  }
+  if (!a.output.empty()) {
+    std::vector<std::vector<std::int64_t>> rows;
+    for (std::int64_t k = 0; k < r.classes; ++k)
+      rows.emplace_back(r.confusion.begin() + k * r.classes, r.confusion.begin() + (k + 1) * r.classes);
+    const nlohmann::json out{{"checkpoint", checkpoint}, {"images", r.samples}, {"loss", r.loss},
+                             {"accuracy", r.accuracy}, {"per_class", classes},
+                             {"confusion", rows}, {"confusion_layout", "rows: true class, columns: predicted class"}};
+    std::error_code ec;
+    fs::create_directories(a.output, ec);
+    const fs::path file = fs::path(a.output) / "confusion.json";
+    std::ofstream f(file);
+    f << out.dump(2) << "\n";
+    TESSERA_CHECK(f.good(), ts::IoError, "eval: cannot write {}", file.string());
+    fmt::print("wrote {}\n", file.string());
+  }
   return 0;
 }
 
@@ -343,6 +373,7 @@ const Command kCommands[] = {
      [](CLI::App& c, cli::Args& a) {
        config_options(c, a);
        c.add_option("--checkpoint", a.checkpoint, "checkpoint file")->required()->check(CLI::ExistingFile);
+       c.add_option("-o,--output", a.output, "directory for confusion.json (matrix and per-class accuracy)");
      },
      run_eval},
     {"predict", "classify images with a checkpoint",

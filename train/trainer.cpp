@@ -237,7 +237,16 @@ EvalResult evaluate(nn::UnaryModule& model, datasets::DataLoader& loader, Device
     const Tensor x = b.images.to(device), y = b.labels.to(device);
     const Tensor logits = model(x);
     loss_sum += cross_entropy(logits, y, {.reduction = Reduction::sum}).item();
-    correct += count_correct(logits.cpu(), b.labels);
+    if (r.classes == 0) {
+      r.classes = logits.size(1);
+      r.confusion.assign(static_cast<std::size_t>(r.classes * r.classes), 0);
+    }
+    const std::vector<std::int64_t> pred = argmax(logits.detach(), 1).to_vector<std::int64_t>();
+    const std::vector<std::int64_t> truth = b.labels.to_vector<std::int64_t>();
+    for (std::size_t i = 0; i < truth.size(); ++i) {
+      correct += pred[i] == truth[i];
+      ++r.confusion[static_cast<std::size_t>(truth[i] * r.classes + pred[i])];
+    }
     r.samples += b.size();
   }
   model.train(was_training);
@@ -523,6 +532,15 @@ EvalResult Run::evaluate_now() {
     ev.samples = static_cast<std::int64_t>(std::llround(sums[2]));
     ev.loss = ev.samples ? sums[0] / sums[2] : 0.0;
     ev.accuracy = ev.samples ? sums[1] / sums[2] : 0.0;
+    // The confusion matrix too; a rank that saw no images has none yet.
+    const std::int64_t K = cfg_.model.input().num_classes;
+    std::vector<double> counts(static_cast<std::size_t>(K * K), 0.0);
+    for (std::size_t i = 0; i < ev.confusion.size() && i < counts.size(); ++i)
+      counts[i] = static_cast<double>(ev.confusion[i]);
+    comm_.all_reduce_sum(counts, "all-reduce of the confusion matrix");
+    ev.classes = K;
+    ev.confusion.assign(counts.size(), 0);
+    for (std::size_t i = 0; i < counts.size(); ++i) ev.confusion[i] = static_cast<std::int64_t>(std::llround(counts[i]));
   }
   return ev;
 }

@@ -67,6 +67,9 @@ struct EvalResult {
   double loss = 0;      // mean cross-entropy
   double accuracy = 0;  // top-1, in [0, 1]
   std::int64_t samples = 0;
+  // classes x classes counts, row = the true class, column = the predicted one.
+  std::int64_t classes = 0;
+  std::vector<std::int64_t> confusion;
 };
 
 // Evaluates in eval mode without recording: mean loss and top-1 accuracy over the loader.
