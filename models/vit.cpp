@@ -115,11 +115,8 @@ nn::UnaryModule& ViT::make_norm(const ViTConfig& c) {
 }
 
 Tensor ViT::features(const Tensor& images) {
-  check_images("ViT", images, {config.channels, config.image_h, config.image_w, config.num_classes});
   const std::int64_t B = images.size(0);
-  const Tensor patches = patch_embed(images);  // (B, N, D)
-  Tensor x = config.class_token ? concat({expand(cls_token, {B, 1, config.dim}), patches}, 1) : patches;
-  x = norm(blocks(pos_drop(x + pos_embed)));   // (B, N + 1, D), or (B, N, D) without the class token
+  const Tensor x = norm(blocks(tokens(images)));  // (B, N + 1, D), or (B, N, D) without the class token
   const Tensor pooled = config.pool == Pool::cls ? slice(x, 1, 0, 1).reshape({B, config.dim})
                                                  : mean(slice(x, 1, config.class_token ? 1 : 0, x.size(1)), {1});
   return fc_norm ? (*fc_norm)(pooled) : pooled;
@@ -127,16 +124,34 @@ Tensor ViT::features(const Tensor& images) {
 
 Tensor ViT::forward(const Tensor& images) { return head(features(images)); }
 
-std::vector<Tensor> ViT::attention_maps(const Tensor& images) {
+Tensor ViT::tokens(const Tensor& images) {
   check_images("ViT", images, {config.channels, config.image_h, config.image_w, config.num_classes});
   const std::int64_t B = images.size(0);
-  const Tensor patches = patch_embed(images);
-  Tensor x = config.class_token ? concat({expand(cls_token, {B, 1, config.dim}), patches}, 1) : patches;
-  x = pos_drop(x + pos_embed);
+  const Tensor patches = patch_embed(images);  // (B, N, D)
+  const Tensor x = config.class_token ? concat({expand(cls_token, {B, 1, config.dim}), patches}, 1) : patches;
+  return pos_drop(x + pos_embed);
+}
+
+std::vector<Tensor> ViT::attention_maps(const Tensor& images) {
+  Tensor x = tokens(images);
   std::vector<Tensor> maps(static_cast<std::size_t>(config.depth));
   for (std::int64_t i = 0; i < config.depth; ++i)
     x = static_cast<nn::EncoderBlock&>(blocks[static_cast<std::size_t>(i)]).forward(x, {}, &maps[static_cast<std::size_t>(i)]);
   return maps;
+}
+
+std::optional<std::int64_t> block_index(std::string_view name) {
+  constexpr std::string_view kPrefix = "blocks.";
+  if (!name.starts_with(kPrefix)) return std::nullopt;
+  name.remove_prefix(kPrefix.size());
+  const std::size_t dot = name.find('.');
+  if (dot == 0 || dot == std::string_view::npos || dot > 6) return std::nullopt;
+  std::int64_t i = 0;
+  for (const char c : name.substr(0, dot)) {
+    if (c < '0' || c > '9') return std::nullopt;
+    i = 10 * i + (c - '0');
+  }
+  return i;
 }
 
 Tensor attention_rollout(const std::vector<Tensor>& maps, std::int64_t prefix) {

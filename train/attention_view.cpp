@@ -8,8 +8,8 @@
 
 #include <fmt/format.h>
 
-#include "tessera/datasets/image_folder.h"
 #include "tessera/models/vit.h"
+#include "tessera/train/data.h"
 #include "tessera/train/trainer.h"
 
 namespace tessera::train {
@@ -81,15 +81,8 @@ std::vector<std::filesystem::path> write_attention_views(const Checkpoint& ck,
   std::vector<std::filesystem::path> written;
   std::vector<std::uint8_t> pixels(static_cast<std::size_t>(shape.numel()));
   for (const std::filesystem::path& file : images) {
-    datasets::decode_image(datasets::read_image_file(file), shape, pixels, file.string());
     std::vector<float> x(pixels.size());
-    for (std::size_t i = 0; i < pixels.size(); ++i) {
-      const auto c = static_cast<std::size_t>(static_cast<std::int64_t>(i) / (v.image_h * v.image_w));
-      const double p = pixels[i] / 255.0;
-      x[i] = static_cast<float>(ck.info.normalize_mean.empty()
-                                    ? p
-                                    : (p - ck.info.normalize_mean[c]) / ck.info.normalize_std[c]);
-    }
+    read_model_input(file, shape, {ck.info.normalize_mean, ck.info.normalize_std}, pixels, x);
     const std::vector<Tensor> maps = vit.attention_maps(from_vector(x, {1, v.channels, v.image_h, v.image_w}));
     const std::string stem = file.stem().string();
     written.push_back(dir / (stem + "_rollout.png"));

@@ -238,7 +238,7 @@ int run_predict(const cli::Args& a) {
         {"weights", p.weights, ""},
         {fmt::format("a batch of {} images", std::min(n, kBatch)), p.evaluation(std::min(n, kBatch)), ""}};
   });
-  const std::int64_t plane = shape.height * shape.width, classes = in.num_classes;
+  const std::int64_t classes = in.num_classes;
   const std::int64_t k = std::min<std::int64_t>(a.top_k, classes);
   std::vector<std::uint8_t> decoded(static_cast<std::size_t>(pixels));
   ts::NoGradGuard no_grad;
@@ -246,14 +246,9 @@ int run_predict(const cli::Args& a) {
     const std::int64_t count = std::min(kBatch, n - first);
     std::vector<float> batch(static_cast<std::size_t>(count * pixels));
     for (std::int64_t i = 0; i < count; ++i) {
-      const std::string& file = images[static_cast<std::size_t>(first + i)];
-      ts::datasets::decode_image(ts::datasets::read_image_file(file), shape, decoded, file);
-      for (std::int64_t j = 0; j < pixels; ++j) {
-        const std::size_t c = static_cast<std::size_t>(j / plane);
-        const double v = decoded[j] / 255.0;
-        batch[i * pixels + j] = static_cast<float>(
-            ck.info.normalize_mean.empty() ? v : (v - ck.info.normalize_mean[c]) / ck.info.normalize_std[c]);
-      }
+      tt::read_model_input(images[static_cast<std::size_t>(first + i)], shape,
+                           {ck.info.normalize_mean, ck.info.normalize_std}, decoded,
+                           std::span(batch).subspan(static_cast<std::size_t>(i * pixels), static_cast<std::size_t>(pixels)));
     }
     const ts::Tensor probs =
         ts::softmax((*model)(ts::from_vector(batch, {count, shape.channels, shape.height, shape.width})), -1);

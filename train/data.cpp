@@ -1,5 +1,7 @@
 #include "tessera/train/data.h"
 
+#include "tessera/datasets/image_folder.h"
+
 namespace tessera::train {
 
 datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split,
@@ -52,6 +54,17 @@ datasets::ChannelStats normalization(const TrainConfig& cfg, const datasets::Dat
       return datasets::compute_channel_stats(train);
   }
   return {};
+}
+
+void read_model_input(const std::filesystem::path& file, const datasets::ImageShape& shape,
+                      const datasets::ChannelStats& stats, std::span<std::uint8_t> pixels, std::span<float> out) {
+  datasets::decode_image(datasets::read_image_file(file), shape, pixels, file.string());
+  const std::int64_t plane = shape.height * shape.width;
+  for (std::size_t i = 0; i < pixels.size(); ++i) {
+    const auto c = static_cast<std::size_t>(static_cast<std::int64_t>(i) / plane);
+    const double v = pixels[i] / 255.0;
+    out[i] = static_cast<float>(stats.mean.empty() ? v : (v - stats.mean[c]) / stats.std[c]);
+  }
 }
 
 datasets::DataLoader make_loader(const TrainConfig& cfg, datasets::DatasetPtr dataset,

@@ -9,7 +9,6 @@
 #include <cstring>
 #include <memory>
 #include <map>
-#include <regex>
 #include <span>
 
 #include <chrono>
@@ -20,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "tessera/ops/cpu_info.h"
+#include "tessera/models/vit.h"
 #include "tessera/ops/ops.h"
 #include "tessera/optim/optim.h"
 #include "tessera/train/data.h"
@@ -53,10 +53,8 @@ namespace {
 // parameter by its name, the embeddings 0, blocks.i i + 1, the rest (final norm, head) the
 // top, depth + 1; a group splits into one group per layer with lr x decay^(top - layer).
 std::vector<optim::ParamGroup> layer_decay_groups(const std::vector<optim::ParamGroup>& groups, double decay) {
-  const std::regex block(R"(blocks\.(\d+)\..*)");
-  const auto layer = [&](const std::string& name) -> std::optional<std::int64_t> {
-    std::smatch m;
-    if (std::regex_match(name, m, block) && m[1].length() < 6) return std::stoll(m[1]) + 1;
+  const auto layer = [](const std::string& name) -> std::optional<std::int64_t> {
+    if (const std::optional<std::int64_t> i = models::block_index(name)) return *i + 1;
     if (name.starts_with("patch_embed.") || name == "cls_token" || name == "pos_embed") return 0;
     return std::nullopt;  // above the blocks
   };

@@ -1,7 +1,6 @@
 #include "tessera/train/weights.h"
 
 #include <cmath>
-#include <regex>
 #include <set>
 
 #include <fmt/format.h>
@@ -32,6 +31,12 @@ std::string listed(const std::vector<std::string>& items, const char* separator,
                      separator, items.size() - most);
 }
 
+// The side of a square grid of `cells` cells, or 0 when there is none.
+std::int64_t square_side(std::int64_t cells) {
+  const auto side = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(std::max<std::int64_t>(cells, 0)))));
+  return side > 0 && side * side == cells ? side : 0;
+}
+
 const Shape* shape_of(const io::TensorMap& w, const std::string& name) {
   const auto it = w.find(name);
   return it == w.end() ? nullptr : &it->second.shape();
@@ -57,12 +62,9 @@ TrainConfig timm_vit_config(const io::TensorMap& weights, const ImportOptions& o
   c.fc_norm = weights.contains("fc_norm.weight");
   c.pool = c.class_token && !c.fc_norm ? models::Pool::cls : models::Pool::mean;
   // Blocks 0..depth-1, contiguous; anything else under blocks. is reported below as unknown.
-  const std::regex block_name(R"(blocks\.(\d+)\.(.+))");
   std::int64_t depth = 0;
-  for (const auto& [name, t] : weights) {
-    std::smatch m;
-    if (std::regex_match(name, m, block_name) && m[1].length() < 6) depth = std::max<std::int64_t>(depth, std::stoi(m[1]) + 1);
-  }
+  for (const auto& [name, t] : weights)
+    if (const std::optional<std::int64_t> i = models::block_index(name)) depth = std::max(depth, *i + 1);
   const Shape* fc1 = depth > 0 ? need("blocks.0.mlp.fc1.weight", 2) : nullptr;  // (M, D)
   if (depth == 0) problems.push_back("no encoder blocks (blocks.0.*)");
   if (proj && pos && head && fc1 && problems.empty()) {
@@ -73,9 +75,9 @@ TrainConfig timm_vit_config(const io::TensorMap& weights, const ImportOptions& o
     c.mlp_dim = (*fc1)[0];
     c.num_classes = (*head)[0];
     const std::int64_t patches = (*pos)[1] - (c.class_token ? 1 : 0);
-    const auto grid = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(std::max<std::int64_t>(patches, 0)))));
+    const std::int64_t grid = square_side(patches);
     if ((*proj)[3] != c.patch_size) problems.push_back(fmt::format("patch_embed.proj.weight {} has non-square patches", shape_str(*proj)));
-    if (grid * grid != patches || patches <= 0)
+    if (grid == 0)
       problems.push_back(fmt::format("pos_embed {} holds {} patch positions, not a square grid{}", shape_str(*pos),
                                      patches, c.class_token ? " (plus the class token)" : ""));
     c.image_h = c.image_w = grid * c.patch_size;
@@ -154,7 +156,13 @@ void export_weights(const std::filesystem::path& checkpoint, const std::filesyst
 
 std::string init_weights_from(nn::Module& model, const TrainConfig& cfg) {
   const std::filesystem::path& path = cfg.train.init_from;
-  const io::SafetensorsFile file = io::load_safetensors(path);
+  const io::SafetensorsFile file = [&] {
+    try {
+      return io::load_safetensors(path);
+    } catch (const IoError& e) {
+      throw IoError(fmt::format("train.init_from: {}", e.what()));
+    }
+  }();
   io::TensorMap source;
   if (file.metadata.contains("format")) {  // a Tessera checkpoint: its model, not its optimizer state
     for (auto& [name, t] : load_checkpoint(path).model) source[name] = t;
@@ -181,8 +189,7 @@ std::string init_weights_from(nn::Module& model, const TrainConfig& cfg) {
         from.size(0) == 1 && from.size(2) == target.size(2)) {
       const auto& v = cfg.model.as<models::ViTConfig>();
       const std::int64_t prefix = v.class_token ? 1 : 0, cells = from.size(1) - prefix;
-      const auto side = static_cast<std::int64_t>(std::llround(std::sqrt(static_cast<double>(std::max<std::int64_t>(cells, 0)))));
-      if (side > 0 && side * side == cells) {
+      if (const std::int64_t side = square_side(cells)) {
         const std::int64_t grid_h = v.image_h / v.patch_size, grid_w = v.image_w / v.patch_size;
         from = models::resample_position_table(from.to(DType::f64), prefix, {side, side}, {grid_h, grid_w});
         resampled.push_back(fmt::format("pos_embed {}x{} -> {}x{}", side, side, grid_h, grid_w));

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <array>
+#include <optional>
+#include <string_view>
 
 #include <string>
 #include <vector>
@@ -61,6 +63,8 @@ class ViT : public nn::UnaryModule {
   Tensor forward(const Tensor& images) override;
   // images -> pooled features (B, D), before the head
   Tensor features(const Tensor& images);
+  // images -> the tokens the blocks take: (class token and) patches plus positions, (B, T, D)
+  Tensor tokens(const Tensor& images);
   // The attention weights of every block, first to last: (B, H, T, T) each, T the tokens
   // (the class token first, when there is one). Call in eval mode, without recording.
   std::vector<Tensor> attention_maps(const Tensor& images);
@@ -86,6 +90,10 @@ class ViT : public nn::UnaryModule {
 // scale when shrinking; without, the plain a = -0.75 kernel.
 Tensor resample_position_table(const Tensor& table, std::int64_t prefix, std::array<std::int64_t, 2> from,
                                std::array<std::int64_t, 2> to, bool antialias = true);
+
+// The block a parameter belongs to by its timm name: "blocks.3.attn.qkv.weight" -> 3; none
+// for the embeddings, the final norm and the head.
+std::optional<std::int64_t> block_index(std::string_view name);
 
 // Attention rollout (Abnar & Zuidema, 2020): how much each patch flows into the prediction.
 // Each block's weights, averaged over heads, mixed half and half with the identity (the

@@ -2,6 +2,9 @@
 // against the model's input), the normalisation statistics, and the loaders.
 #pragma once
 
+#include <filesystem>
+#include <span>
+
 #include "tessera/datasets/datasets.h"
 #include "tessera/train/config.h"
 
@@ -20,6 +23,12 @@ datasets::DatasetPtr open_dataset(const TrainConfig& cfg, datasets::Split split,
 // Fashion-MNIST, CIFAR-10; others computed from `train`), the given ones, or none
 // (empty vectors).
 datasets::ChannelStats normalization(const TrainConfig& cfg, const datasets::Dataset& train);
+
+// An image file (PNG, JPEG, BMP, PGM/PPM) as a model's input: decoded to `shape` into
+// `pixels` (C, H, W bytes) and scaled to [0, 1], then normalised with `stats` (a run's, from its
+// checkpoint; none when empty) into `out`. For predict and attention.
+void read_model_input(const std::filesystem::path& file, const datasets::ImageShape& shape,
+                      const datasets::ChannelStats& stats, std::span<std::uint8_t> pixels, std::span<float> out);
 
 // The training loader (shuffled, augmented) or the evaluation loader (in order); in
 // data-parallel training, rank `rank` of `ranks` takes its shard of every batch.
